@@ -1,0 +1,494 @@
+"""One graph, one walk: the reverse-mode engine shared by `Scalar` and `Tensor`.
+
+Every differentiable operation is a :class:`Function` with a ``forward`` that
+computes on raw values (Python floats for `Scalar`, NumPy arrays for `Tensor`)
+and a ``backward`` that receives the upstream gradient as a *node* (a `Scalar`
+or `Tensor`) and returns one gradient node per input. Because gradients are
+nodes built from ordinary differentiable operations, running the backward pass
+with ``create_graph=True`` records a graph of its own: gradients of gradients
+(double backprop, Hessian-vector products) fall out for free.
+
+Calling ``SomeFunction.apply(a, b)`` runs ``forward`` and, when gradients are
+being tracked, records a :class:`Context` (the node of the graph, PyTorch's
+``grad_fn``). The output node points to its context, the context points to
+its inputs — never the other way round (outputs are held weakly), so a graph
+is freed as soon as nothing refers to its result, without reference cycles.
+
+The graph walk (:func:`run_backward`) visits contexts in reverse topological
+order: a context's backward may run only once the gradients from *all* of its
+outputs' consumers have been added up (the multivariate chain rule sums over
+every path). The order is found with an explicit stack, so a chain of a
+million nodes needs no recursion.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+__all__ = [
+    "Function",
+    "Context",
+    "Node",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+    "backward",
+    "grad",
+]
+
+
+# ----------------------------------------------------------------------------
+# Grad mode
+# ----------------------------------------------------------------------------
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when new operations record a graph for backpropagation."""
+    return _GradMode.enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Turn graph recording on or off inside a ``with`` block or decorated function."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+        self.prev = None
+
+    def __enter__(self):
+        self.prev = _GradMode.enabled
+        _GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+
+class no_grad(set_grad_enabled):
+    """Context manager and decorator: operations inside record no graph.
+
+    Use it for evaluation and for parameter updates::
+
+        with no_grad():
+            y = model(x)          # y.requires_grad is False
+    """
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """Context manager and decorator: re-enable recording inside ``no_grad``."""
+
+    def __init__(self):
+        super().__init__(True)
+
+
+# ----------------------------------------------------------------------------
+# Nodes
+# ----------------------------------------------------------------------------
+class Node:
+    """What `Scalar` and `Tensor` have in common as far as the graph is concerned.
+
+    ``data`` is the raw value; ``_ctx`` is the context of the operation that
+    produced it (``None`` for a leaf) and ``_out_index`` which of that
+    operation's outputs it is. Subclasses say how to wrap a raw value
+    (:meth:`_wrap`) and how to make the gradient ``1`` to start a walk from.
+    """
+
+    __slots__ = ("data", "requires_grad", "_ctx", "_out_index", "_grad", "_retains_grad", "__weakref__")
+
+    # --- hooks for subclasses -------------------------------------------------
+    @classmethod
+    def _wrap(cls, data):  # pragma: no cover - abstract
+        """A new constant node (no graph, no grad) holding ``data``."""
+        raise NotImplementedError
+
+    def _seed_grad(self):  # pragma: no cover - abstract
+        """The gradient dself/dself, used when ``backward()`` gets no gradient."""
+        raise NotImplementedError
+
+    def _zero_grad_like(self, meta):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _meta(self):
+        """What is needed to build a zero gradient for this node later."""
+        return None
+
+    @staticmethod
+    def _can_require_grad(data) -> bool:
+        return True
+
+    @classmethod
+    def _from_function(cls, data):
+        """Wrap the raw result of a ``forward`` (no copy)."""
+        return cls._wrap(data)
+
+    @classmethod
+    def _check_inputs(cls, fn, nodes):
+        """Refuse inputs that cannot meet in one operation (e.g. different devices)."""
+
+    def _check_grad(self, g, fn_name):
+        """Catch a ``backward`` that returns a gradient of the wrong kind for this input."""
+
+    def _as_grad(self, g):
+        """Turn a user-supplied upstream gradient into a node of the right kind."""
+        return g
+
+    def _store_grad(self, g, create_graph):
+        """Accumulate ``g`` into ``self._grad`` (leaves, and non-leaves that retain it)."""
+        if not create_graph:
+            g = g.detach()
+        self._grad = g if self._grad is None else self._grad + g
+
+    # --- shared API -----------------------------------------------------------
+    @property
+    def is_leaf(self) -> bool:
+        """A leaf was made by the user, not by an operation that records a graph."""
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        """The context of the operation that made this node (``None`` for leaves)."""
+        return self._ctx
+
+    def backward(self, gradient=None, retain_graph=False, create_graph=False):
+        """Backpropagate from this node: add d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``gradient`` is the upstream gradient dL/d(self); it may be left out
+        only when ``self`` holds a single number. The graph's saved values are
+        freed afterwards unless ``retain_graph=True``; ``create_graph=True``
+        records the backward pass itself so the gradients can be differentiated
+        again (and implies ``retain_graph``).
+        """
+        backward([self], None if gradient is None else [gradient], retain_graph=retain_graph, create_graph=create_graph)
+
+    def detach(self):
+        """The same value, cut off from the graph (shares memory for tensors)."""
+        return type(self)._wrap(self.data)
+
+    def retain_grad(self):
+        """Ask for ``.grad`` to be filled in on this non-leaf node too."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on a node that does not require grad")
+        self._retains_grad = True
+        return self
+
+
+# ----------------------------------------------------------------------------
+# Functions and their contexts
+# ----------------------------------------------------------------------------
+class Context:
+    """The record one application of a `Function` leaves in the graph.
+
+    ``forward`` may stash anything on it (``ctx.shape = x.shape``) and call
+    :meth:`save_for_backward`; ``backward`` reads ``ctx.saved_tensors`` and
+    ``ctx.needs_input_grad`` (one bool per positional argument of ``apply``).
+    """
+
+    def __init__(self, fn, inputs, needs_input_grad):
+        self.fn = fn
+        self.inputs = inputs
+        self.needs_input_grad = needs_input_grad
+        self.outputs = ()
+        self.freed = False
+        self._to_save = ()
+        self._saved = ()
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    def __repr__(self):
+        return f"<{self.fn.__name__}Backward>"
+
+    def save_for_backward(self, *values):
+        """Keep values for ``backward``.
+
+        Pass the raw inputs or outputs of ``forward`` and ``saved_tensors``
+        gives back the graph nodes themselves — so a backward written with
+        them is differentiable again (needed for ``create_graph``). Any other
+        value comes back wrapped as a constant node.
+        """
+        self._to_save = values
+
+    @property
+    def saved_tensors(self):
+        if self.freed:
+            raise RuntimeError(
+                f"{self.name}: trying to backward through the graph a second time, or to read saved "
+                "values after they were freed. Pass retain_graph=True to the first backward() if you "
+                "need to walk the graph again."
+            )
+        out = []
+        for kind, item in self._saved:
+            if kind == "ref":
+                item = item()
+                if item is None:  # the output died; nothing can reach this context any more
+                    raise RuntimeError(f"{self.name}: a saved output was freed")
+            out.append(item)
+        return tuple(out)
+
+    saved_values = saved_tensors  # the name reads better for the Scalar engine
+
+    def _resolve_saved(self, raw_inputs, raw_outputs, outputs, node_type):
+        saved, used = [], set()
+        for value in self._to_save:
+            hit = None
+            for i, r in enumerate(raw_inputs):
+                if r is value and self.inputs[i] is not None:
+                    if i not in used:
+                        hit = i
+                        break
+                    if hit is None:
+                        hit = i
+            if hit is not None:
+                used.add(hit)
+                saved.append(("node", self.inputs[hit]))
+                continue
+            for k, r in enumerate(raw_outputs):
+                if r is value:
+                    saved.append(("ref", weakref.ref(outputs[k])))
+                    break
+            else:
+                saved.append(("node", value if isinstance(value, Node) else node_type._wrap(value)))
+        self._saved = tuple(saved)
+        self._to_save = ()
+
+    def _free(self):
+        self._saved = ()
+        self.freed = True
+
+
+class Function:
+    """Base class of every differentiable operation (PyTorch's ``autograd.Function``).
+
+    Subclass it with two static methods::
+
+        class Square(Function):
+            @staticmethod
+            def forward(ctx, x):            # raw values in, raw value out
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, grad):        # nodes in, nodes out
+                (x,) = ctx.saved_tensors
+                return grad * 2 * x         # d(x^2)/dx = 2x, times the upstream gradient
+
+        y = Square.apply(t)
+
+    ``backward`` returns one gradient per positional argument of ``apply``
+    (``None`` for arguments that are not nodes or need no gradient); each has
+    the shape of its input. Keyword arguments are passed to ``forward`` only.
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        node_type = None
+        raw, nodes, needs = [], [], []
+        for a in args:
+            if isinstance(a, Node):
+                node_type = node_type or type(a)
+                raw.append(a.data)
+                nodes.append(a)
+                needs.append(a.requires_grad)
+            else:
+                raw.append(a)
+                nodes.append(None)
+                needs.append(False)
+        if node_type is None:
+            raise TypeError(f"{cls.__name__}.apply needs at least one Scalar or Tensor argument")
+        node_type._check_inputs(cls, nodes)
+        track = _GradMode.enabled and any(needs)
+        ctx = Context(cls, tuple(nodes), tuple(needs))
+        result = cls.forward(ctx, *raw, **kwargs)
+        multi = isinstance(result, tuple)
+        raw_outputs = result if multi else (result,)
+        outputs = tuple(node_type._from_function(r) for r in raw_outputs)
+        if track:
+            ctx.outputs = tuple(weakref.ref(o) for o in outputs)
+            ctx.out_meta = tuple(o._meta() for o in outputs)
+            for k, o in enumerate(outputs):
+                if o._can_require_grad(o.data):
+                    o.requires_grad = True
+                    o._ctx = ctx
+                    o._out_index = k
+            ctx._resolve_saved(raw, raw_outputs, outputs, node_type)
+        return outputs if multi else outputs[0]
+
+
+# ----------------------------------------------------------------------------
+# The graph walk
+# ----------------------------------------------------------------------------
+def _topological_order(roots):
+    """Contexts reachable from ``roots``, each after every context that consumes it.
+
+    Depth-first with an explicit stack (no recursion limit): a context is
+    appended once all its inputs' contexts are finished, then the list is
+    reversed so consumers come before producers.
+    """
+    order, seen = [], set()
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(root.inputs))]
+        while stack:
+            ctx, it = stack[-1]
+            for inp in it:
+                child = inp._ctx if inp is not None else None
+                if child is not None and child not in seen:
+                    seen.add(child)
+                    stack.append((child, iter(child.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(ctx)
+    order.reverse()
+    return order
+
+
+def _add(acc, g):
+    return g if acc is None else acc + g
+
+
+def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
+    """Propagate ``root_grads`` from ``roots`` back through the graph.
+
+    Without ``capture``, gradients of leaves that require grad are added into
+    their ``.grad``. With ``capture`` (a dict keyed by the nodes wanted, see
+    :func:`grad`) they are collected there instead and no ``.grad`` changes.
+    """
+    pending = {}  # context -> list with one summed gradient per output
+
+    def deliver(node, g):
+        if capture is not None:
+            key = _capture_key(node)
+            if key in capture:
+                capture[key] = _add(capture[key], g)
+            if node._ctx is None:
+                return
+        elif node._ctx is None:
+            if node.requires_grad:
+                node._store_grad(g, create_graph)
+            return
+        ctx = node._ctx
+        slot = pending.get(ctx)
+        if slot is None:
+            slot = pending[ctx] = [None] * len(ctx.outputs)
+        slot[node._out_index] = _add(slot[node._out_index], g)
+
+    with set_grad_enabled(create_graph):
+        for node, g in zip(roots, root_grads):
+            deliver(node, g)
+        for ctx in _topological_order([r._ctx for r in roots if r._ctx is not None]):
+            grads = pending.pop(ctx, None)
+            if grads is None:
+                continue
+            if ctx.freed:
+                raise RuntimeError(
+                    f"trying to backward through the graph a second time ({ctx.name} was already freed); "
+                    "pass retain_graph=True to the first backward() to walk it again"
+                )
+            if capture is None:
+                for ref, g in zip(ctx.outputs, grads):
+                    out = ref()
+                    if g is not None and out is not None and out._retains_grad:
+                        out._store_grad(g, create_graph)
+            for k, g in enumerate(grads):
+                if g is None:
+                    grads[k] = _zero_from_meta(ctx, k)
+            in_grads = ctx.fn.backward(ctx, *grads)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            if len(in_grads) != len(ctx.inputs):
+                raise RuntimeError(
+                    f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(ctx.inputs)} inputs"
+                )
+            for inp, need, g in zip(ctx.inputs, ctx.needs_input_grad, in_grads):
+                if need and g is not None:
+                    inp._check_grad(g, ctx.name)
+                    deliver(inp, g)
+            if not retain_graph:
+                ctx._free()
+
+
+def _zero_from_meta(ctx, k):
+    ref = ctx.outputs[k]()
+    if ref is not None:
+        return ref._zero_grad_like(ctx.out_meta[k])
+    raise RuntimeError(f"{ctx.name}: output {k} received no gradient and was freed")
+
+
+def _capture_key(node):
+    return ("leaf", id(node)) if node._ctx is None else ("out", id(node._ctx), node._out_index)
+
+
+def _prepare(outputs, grad_outputs):
+    if isinstance(outputs, Node):
+        outputs = [outputs]
+    outputs = list(outputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Node) or not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"got {len(grad_outputs)} gradients for {len(outputs)} outputs")
+    seeds = []
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(
+                "backward() on a value that does not require grad: it was computed under no_grad() "
+                "or from inputs none of which has requires_grad=True"
+            )
+        seeds.append(out._seed_grad() if g is None else out._as_grad(g))
+    return outputs, seeds
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Backpropagate from several outputs at once (``torch.autograd.backward``)."""
+    if retain_graph is None:
+        retain_graph = create_graph
+    tensors, seeds = _prepare(tensors, grad_tensors)
+    run_backward(tensors, seeds, retain_graph=retain_graph or create_graph, create_graph=create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, returned, not stored.
+
+    Like ``torch.autograd.grad``: leaves' ``.grad`` are left alone. With
+    ``create_graph=True`` the returned gradients are themselves part of a graph
+    and can be differentiated again::
+
+        (g,) = grad(y, [x], create_graph=True)   # dy/dx as a node
+        (h,) = grad(g, [x])                      # d2y/dx2
+    """
+    if retain_graph is None:
+        retain_graph = create_graph
+    single = isinstance(inputs, Node)
+    inputs = [inputs] if single else list(inputs)
+    outputs, seeds = _prepare(outputs, grad_outputs)
+    capture = {_capture_key(x): None for x in inputs}
+    run_backward(outputs, seeds, retain_graph=retain_graph, create_graph=create_graph, capture=capture)
+    result = []
+    for i, x in enumerate(inputs):
+        g = capture[_capture_key(x)]
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"input {i} was not used to compute the outputs; pass allow_unused=True to get None for it"
+            )
+        result.append(g)
+    return result
+
