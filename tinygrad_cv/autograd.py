@@ -23,6 +23,7 @@ million nodes needs no recursion.
 from __future__ import annotations
 
 import contextlib
+import copy
 import weakref
 
 __all__ = [
@@ -65,6 +66,12 @@ class set_grad_enabled(contextlib.ContextDecorator):
     def __exit__(self, *exc):
         _GradMode.enabled = self.prev
         return False
+
+    def _recreate_cm(self):
+        # Used as a decorator, one instance serves every call; a call nested in
+        # another (recursion) would overwrite the outer call's saved mode, so
+        # each call gets its own copy.
+        return copy.copy(self)
 
 
 class no_grad(set_grad_enabled):
@@ -140,9 +147,10 @@ class Node:
 
     def _store_grad(self, g, create_graph):
         """Accumulate ``g`` into ``self._grad`` (leaves, and non-leaves that retain it)."""
-        if not create_graph:
-            g = g.detach()
-        self._grad = g if self._grad is None else self._grad + g
+        if create_graph:
+            self._grad = g if self._grad is None else self._grad + g
+        else:  # plain values: no graph is needed for the running sum
+            self._grad = g.detach() if self._grad is None else type(g)._wrap(self._grad.data + g.data)
 
     # --- shared API -----------------------------------------------------------
     @property
@@ -189,6 +197,10 @@ class Context:
     ``ctx.needs_input_grad`` (one bool per positional argument of ``apply``).
     """
 
+    # slots for the engine's own fields keep the graph light; a __dict__ is only
+    # created when a forward stashes something of its own (``ctx.shape = ...``)
+    __slots__ = ("fn", "inputs", "needs_input_grad", "outputs", "out_meta", "freed", "_to_save", "_saved", "__dict__")
+
     def __init__(self, fn, inputs, needs_input_grad):
         self.fn = fn
         self.inputs = inputs
@@ -224,8 +236,8 @@ class Context:
                 "need to walk the graph again."
             )
         out = []
-        for kind, item in self._saved:
-            if kind == "ref":
+        for item in self._saved:
+            if type(item) is weakref.ref:  # a saved output, held weakly to avoid a cycle
                 item = item()
                 if item is None:  # the output died; nothing can reach this context any more
                     raise RuntimeError(f"{self.name}: a saved output was freed")
@@ -247,14 +259,14 @@ class Context:
                         hit = i
             if hit is not None:
                 used.add(hit)
-                saved.append(("node", self.inputs[hit]))
+                saved.append(self.inputs[hit])
                 continue
             for k, r in enumerate(raw_outputs):
                 if r is value:
-                    saved.append(("ref", weakref.ref(outputs[k])))
+                    saved.append(weakref.ref(outputs[k]))
                     break
             else:
-                saved.append(("node", value if isinstance(value, Node) else node_type._wrap(value)))
+                saved.append(value if isinstance(value, Node) else node_type._wrap(value))
         self._saved = tuple(saved)
         self._to_save = ()
 
@@ -297,26 +309,34 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         node_type = None
-        raw, nodes, needs = [], [], []
+        raw, needs = [], []
         for a in args:
             if isinstance(a, Node):
-                node_type = node_type or type(a)
+                if node_type is None:
+                    node_type = type(a)
                 raw.append(a.data)
-                nodes.append(a)
                 needs.append(a.requires_grad)
             else:
                 raw.append(a)
-                nodes.append(None)
                 needs.append(False)
         if node_type is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Scalar or Tensor argument")
+        nodes = tuple(a if isinstance(a, Node) else None for a in args)
         node_type._check_inputs(cls, nodes)
-        track = _GradMode.enabled and any(needs)
-        ctx = Context(cls, tuple(nodes), tuple(needs))
+        ctx = Context(cls, nodes, tuple(needs))
         result = cls.forward(ctx, *raw, **kwargs)
-        multi = isinstance(result, tuple)
-        raw_outputs = result if multi else (result,)
-        outputs = tuple(node_type._from_function(r) for r in raw_outputs)
+        track = _GradMode.enabled and True in needs
+        if type(result) is not tuple:
+            out = node_type._from_function(result)
+            if track and out._can_require_grad(result):
+                out.requires_grad = True
+                out._ctx = ctx
+                ctx.outputs = (weakref.ref(out),)
+                ctx.out_meta = (None,)  # a single output always receives a gradient
+                if ctx._to_save:
+                    ctx._resolve_saved(raw, (result,), (out,), node_type)
+            return out
+        outputs = tuple(node_type._from_function(r) for r in result)
         if track:
             ctx.outputs = tuple(weakref.ref(o) for o in outputs)
             ctx.out_meta = tuple(o._meta() for o in outputs)
@@ -325,8 +345,8 @@ class Function:
                     o.requires_grad = True
                     o._ctx = ctx
                     o._out_index = k
-            ctx._resolve_saved(raw, raw_outputs, outputs, node_type)
-        return outputs if multi else outputs[0]
+            ctx._resolve_saved(raw, result, outputs, node_type)
+        return outputs
 
 
 # ----------------------------------------------------------------------------
@@ -364,6 +384,11 @@ def _add(acc, g):
     return g if acc is None else acc + g
 
 
+def _add_values(acc, g):
+    """Sum two gradients without recording a graph (the usual, first-order case)."""
+    return g if acc is None else type(g)._wrap(acc.data + g.data)
+
+
 def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
     """Propagate ``root_grads`` from ``roots`` back through the graph.
 
@@ -372,12 +397,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
     :func:`grad`) they are collected there instead and no ``.grad`` changes.
     """
     pending = {}  # context -> list with one summed gradient per output
+    add = _add if create_graph else _add_values
 
     def deliver(node, g):
         if capture is not None:
             key = _capture_key(node)
             if key in capture:
-                capture[key] = _add(capture[key], g)
+                capture[key] = add(capture[key], g)
             if node._ctx is None:
                 return
         elif node._ctx is None:
@@ -388,7 +414,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
         slot = pending.get(ctx)
         if slot is None:
             slot = pending[ctx] = [None] * len(ctx.outputs)
-        slot[node._out_index] = _add(slot[node._out_index], g)
+        slot[node._out_index] = add(slot[node._out_index], g)
 
     with set_grad_enabled(create_graph):
         for node, g in zip(roots, root_grads):

@@ -153,7 +153,15 @@ class Scalar(Node):
     # --- hooks used by the graph walk ----------------------------------------
     @classmethod
     def _wrap(cls, data):
-        return cls(data, requires_grad=False)
+        s = object.__new__(cls)
+        s.data = float(data)
+        s.requires_grad = False
+        s._ctx = None
+        s._out_index = 0
+        s._grad = None
+        s._retains_grad = True
+        s.label = ""
+        return s
 
     def _seed_grad(self):
         return Scalar(1.0, requires_grad=False)
@@ -267,7 +275,7 @@ def _lift(x) -> Scalar:
     if isinstance(x, Scalar):
         return x
     if isinstance(x, (int, float)):
-        return Scalar(x, requires_grad=False)
+        return Scalar._wrap(x)
     return NotImplemented if x is None else _bad_operand(x)
 
 
