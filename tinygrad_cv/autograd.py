@@ -74,7 +74,25 @@ class set_grad_enabled(contextlib.ContextDecorator):
         return copy.copy(self)
 
 
-class no_grad(set_grad_enabled):
+class _ModeDecorator(set_grad_enabled):
+    """Usable as ``with m():``, ``@m()`` and bare ``@m`` (as in PyTorch)."""
+
+    mode = True
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        if func is not None:
+            if not callable(func):
+                raise TypeError(f"{cls.__name__}() takes no arguments (got {func!r})")
+            self.__init__()
+            return self(func)
+        return self
+
+    def __init__(self, func=None):
+        super().__init__(self.mode)
+
+
+class no_grad(_ModeDecorator):
     """Context manager and decorator: operations inside record no graph.
 
     Use it for evaluation and for parameter updates::
@@ -83,15 +101,13 @@ class no_grad(set_grad_enabled):
             y = model(x)          # y.requires_grad is False
     """
 
-    def __init__(self):
-        super().__init__(False)
+    mode = False
 
 
-class enable_grad(set_grad_enabled):
+class enable_grad(_ModeDecorator):
     """Context manager and decorator: re-enable recording inside ``no_grad``."""
 
-    def __init__(self):
-        super().__init__(True)
+    mode = True
 
 
 # ----------------------------------------------------------------------------
@@ -118,11 +134,13 @@ class Node:
         """The gradient dself/dself, used when ``backward()`` gets no gradient."""
         raise NotImplementedError
 
-    def _zero_grad_like(self, meta):  # pragma: no cover - abstract
+    @classmethod
+    def _zeros(cls, meta):  # pragma: no cover - abstract
+        """A zero gradient for an output described by ``meta`` (see :meth:`_meta`)."""
         raise NotImplementedError
 
     def _meta(self):
-        """What is needed to build a zero gradient for this node later."""
+        """What is needed to build a zero gradient for this node later, without keeping it alive."""
         return None
 
     @staticmethod
@@ -236,11 +254,17 @@ class Context:
                 "need to walk the graph again."
             )
         out = []
+        versions = getattr(self, "_versions", {})
         for item in self._saved:
             if type(item) is weakref.ref:  # a saved output, held weakly to avoid a cycle
                 item = item()
                 if item is None:  # the output died; nothing can reach this context any more
                     raise RuntimeError(f"{self.name}: a saved output was freed")
+            if getattr(item, "_version", 0) != versions.get(id(item), 0):
+                raise RuntimeError(
+                    f"{self.name}: a tensor of shape {item.shape} saved for the backward pass was modified "
+                    "in place after it was used; its gradient would be wrong. Modify a copy (x.clone()) instead."
+                )
             out.append(item)
         return tuple(out)
 
@@ -259,7 +283,11 @@ class Context:
                         hit = i
             if hit is not None:
                 used.add(hit)
-                saved.append(self.inputs[hit])
+                node = self.inputs[hit]
+                saved.append(node)
+                if getattr(node, "_version", 0):
+                    self._versions = getattr(self, "_versions", {})
+                    self._versions[id(node)] = node._version
                 continue
             for k, r in enumerate(raw_outputs):
                 if r is value:
@@ -339,7 +367,9 @@ class Function:
         outputs = tuple(node_type._from_function(r) for r in result)
         if track:
             ctx.outputs = tuple(weakref.ref(o) for o in outputs)
-            ctx.out_meta = tuple(o._meta() for o in outputs)
+            # outputs that cannot carry a gradient (integer indices) get None in backward,
+            # differentiable ones that received nothing get zeros
+            ctx.out_meta = tuple((node_type, o._meta()) if o._can_require_grad(o.data) else None for o in outputs)
             for k, o in enumerate(outputs):
                 if o._can_require_grad(o.data):
                     o.requires_grad = True
@@ -434,8 +464,9 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
                     if g is not None and out is not None and out._retains_grad:
                         out._store_grad(g, create_graph)
             for k, g in enumerate(grads):
-                if g is None:
-                    grads[k] = _zero_from_meta(ctx, k)
+                if g is None and ctx.out_meta[k] is not None:
+                    node_type, meta = ctx.out_meta[k]
+                    grads[k] = node_type._zeros(meta)
             in_grads = ctx.fn.backward(ctx, *grads)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -449,13 +480,6 @@ def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
                     deliver(inp, g)
             if not retain_graph:
                 ctx._free()
-
-
-def _zero_from_meta(ctx, k):
-    ref = ctx.outputs[k]()
-    if ref is not None:
-        return ref._zero_grad_like(ctx.out_meta[k])
-    raise RuntimeError(f"{ctx.name}: output {k} received no gradient and was freed")
 
 
 def _capture_key(node):

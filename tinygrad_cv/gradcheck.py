@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from .autograd import grad as _grad
-from .autograd import no_grad
 from .tensor import Tensor
 
 __all__ = ["gradcheck", "numerical_grad", "GradcheckError"]
@@ -39,28 +38,31 @@ def _as_inputs(inputs):
 
 
 def _eval(fn, inputs):
-    with no_grad():
-        out = fn(*inputs)
+    # graph recording stays on: fn may itself call grad() (checking a gradient of a gradient)
+    out = fn(*inputs)
     return np.array(out.data, dtype=np.float64)
 
 
-def numerical_grad(fn, inputs, grad_output=None, eps=1e-6):
+def numerical_grad(fn, inputs, grad_output=None, eps=1e-6, wrt=None):
     """Finite-difference vᵀJ for every input that requires grad (``None`` for the others).
 
-    ``grad_output`` is the upstream gradient v (ones when omitted). The input
-    data are perturbed in place and restored.
+    ``grad_output`` is the upstream gradient v (ones when omitted); ``wrt``
+    optionally limits the work to some input positions. The input data are
+    perturbed in place and restored.
     """
     inputs = _as_inputs(inputs)
     out0 = _eval(fn, inputs)
     v = np.ones_like(out0) if grad_output is None else np.asarray(getattr(grad_output, "data", grad_output), np.float64)
     grads = []
-    for x in inputs:
-        if not x.requires_grad:
+    for i, x in enumerate(inputs):
+        if not x.requires_grad or (wrt is not None and i not in wrt):
             grads.append(None)
             continue
         g = np.zeros(x.shape, dtype=np.float64)
         original = x.data
-        x.data = np.array(original, copy=True)  # perturb a private contiguous copy
+        # perturb a private C-ordered copy: reshape(-1) below must be a view of it
+        # (np.array(..., copy=True) keeps a transposed input's Fortran order)
+        x.data = np.array(original, copy=True, order="C")
         flat = x.data.reshape(-1)
         try:
             for j in range(flat.size):
@@ -119,12 +121,12 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, *, grad_output=None, m
         if a.shape != x.shape:
             return _fail(raise_exception, f"input {i}: analytic gradient has shape {a.shape}, input has {x.shape}")
         if x.numel() <= max_full:
-            (n,) = [g for g in numerical_grad(fn, [t if t is x else _frozen(t) for t in inputs], v, eps) if g is not None]
+            n = numerical_grad(fn, inputs, v, eps, wrt=(i,))[i]
             bad = ~_close(a, n, atol, rtol)
             if np.any(bad):
                 idx = tuple(int(j) for j in np.argwhere(bad)[0])
-                return _fail(raise_exception, f"input {i} (shape {x.shape}) at index {idx}: analytic {a[idx]!r} "
-                             f"vs numerical {n[idx]!r} (|diff| {abs(a[idx] - n[idx]):.3g}, atol {atol}, rtol {rtol})")
+                return _fail(raise_exception, f"input {i} (shape {x.shape}) at index {idx}: analytic {float(a[idx])!r} "
+                             f"vs numerical {float(n[idx])!r} (|diff| {abs(a[idx] - n[idx]):.3g}, atol {atol}, rtol {rtol})")
         else:
             for d in range(directions):
                 u = rng.standard_normal(x.shape)
@@ -134,11 +136,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, *, grad_output=None, m
                     return _fail(raise_exception, f"input {i} (shape {x.shape}) along random direction {d}: "
                                  f"analytic vᵀJu {an!r} vs numerical {n!r}")
     return True
-
-
-def _frozen(t):
-    """The same data, not requiring grad: only one input is perturbed at a time."""
-    return Tensor._wrap(t.data) if t.requires_grad else t
 
 
 def _directional(fn, inputs, x, u, v, eps):

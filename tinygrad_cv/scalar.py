@@ -52,6 +52,8 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, grad):  # d(a^p)/da = p a^(p-1)
         (a,) = ctx.saved_values
+        if ctx.p == 0:  # a^0 is constant; avoids 0 * a^-1 = 0 * inf at a = 0
+            return grad * 0.0, None
         return grad * ctx.p * a ** (ctx.p - 1), None
 
 
@@ -166,8 +168,9 @@ class Scalar(Node):
     def _seed_grad(self):
         return Scalar(1.0, requires_grad=False)
 
-    def _zero_grad_like(self, meta):
-        return Scalar(0.0, requires_grad=False)
+    @classmethod
+    def _zeros(cls, meta):
+        return cls._wrap(0.0)
 
     def _as_grad(self, g):
         return g if isinstance(g, Scalar) else Scalar(g, requires_grad=False)

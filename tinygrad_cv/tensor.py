@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from . import random as _random
-from .autograd import Node
+from .autograd import Node, is_grad_enabled
 from .ops import elementwise as E
 from .ops import movement as M
 from .ops import reduce as R
@@ -97,7 +97,7 @@ class Tensor(Node):
     Tensor, or ``None``), ``.grad_fn`` the operation that made it.
     """
 
-    __slots__ = ()
+    __slots__ = ("_version",)  # bumped by every in-place change, so stale saved tensors are caught
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected op
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
@@ -107,6 +107,7 @@ class Tensor(Node):
         self._out_index = 0
         self._grad = None
         self._retains_grad = False
+        self._version = 0
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -121,6 +122,7 @@ class Tensor(Node):
         t._out_index = 0
         t._grad = None
         t._retains_grad = False
+        t._version = 0
         return t
 
     _from_function = _wrap
@@ -140,8 +142,9 @@ class Tensor(Node):
     def _meta(self):
         return self.data.shape, self.data.dtype
 
-    def _zero_grad_like(self, meta):
-        return Tensor._wrap(np.zeros(*meta))
+    @classmethod
+    def _zeros(cls, meta):
+        return cls._wrap(np.zeros(*meta))
 
     def _as_grad(self, g):
         g = g if isinstance(g, Tensor) else Tensor(g, dtype=self.dtype)
@@ -415,6 +418,8 @@ class Tensor(Node):
     def abs(self):
         return E.Abs.apply(self)
 
+    __abs__ = abs  # abs(t), as PyTorch
+
     def tanh(self):
         return E.Tanh.apply(self._float())
 
@@ -515,6 +520,9 @@ class Tensor(Node):
         if dim is None and axis is None:
             return self.amax() if largest else self.amin()
         (d,) = self._axes(dim, axis) or (0,)
+        if self.ndim == 0:  # dim 0 / -1 of a 0-d tensor: the value itself at index 0, as PyTorch
+            values, idx = self.reshape(1)._extreme(0, False, None, None, largest)
+            return MaxResult(values.reshape(()), idx.reshape(()))
         self._check_nonempty("max" if largest else "min")
         idx = (np.argmax if largest else np.argmin)(self.data, axis=d)
         idx = np.expand_dims(idx, d)
@@ -557,7 +565,9 @@ class Tensor(Node):
         e = end_dim % self.ndim
         if s > e:
             raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1 :])
+        # the merged size spelled out: -1 is ambiguous when another axis has size 0
+        merged = int(np.prod(self.shape[s : e + 1]))
+        return self.reshape(self.shape[:s] + (merged,) + self.shape[e + 1 :])
 
     def permute(self, *dims):
         dims = _shape_arg(dims)
@@ -658,11 +668,67 @@ class Tensor(Node):
         """``self`` where ``condition`` holds, else ``other`` (PyTorch's ``Tensor.where``)."""
         return where(condition, self, other)
 
-    # --- autograd conveniences ----------------------------------------------------------
-    def zero_(self):
-        """Fill with zeros in place (no graph)."""
-        self.data[...] = 0
+    # --- in-place operations ----------------------------------------------------------
+    # They change .data directly and are not recorded in the graph, so they are
+    # allowed only where no gradient can flow through them: on tensors that do
+    # not require grad, or inside no_grad() (parameter updates), as in PyTorch.
+    def _inplace(self, ufunc, other, name):
+        other_t = self._lift(other)
+        if is_grad_enabled() and (self.requires_grad or other_t.requires_grad):
+            what = "a leaf tensor that requires grad" if self.requires_grad and self.is_leaf else "a tensor in the graph"
+            raise RuntimeError(
+                f"in-place {name} on {what} (shape {self.shape}) would bypass autograd; "
+                "wrap parameter updates in `with no_grad():`, or use the out-of-place form"
+            )
+        if not self.data.flags.writeable:
+            raise RuntimeError(f"in-place {name}: this tensor's memory is read-only (a broadcast view); clone() it first")
+        try:
+            fits = np.broadcast_shapes(self.shape, other_t.shape) == self.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"in-place {name}: shape {other_t.shape} cannot be broadcast to {self.shape}")
+        if ufunc is None:
+            self.data[...] = other_t.data
+        else:
+            ufunc(self.data, other_t.data, out=self.data, casting="same_kind")
+        self._version += 1
         return self
+
+    def __iadd__(self, other):
+        return self._inplace(np.add, other, "+=")
+
+    def __isub__(self, other):
+        return self._inplace(np.subtract, other, "-=")
+
+    def __imul__(self, other):
+        return self._inplace(np.multiply, other, "*=")
+
+    def __itruediv__(self, other):
+        return self._inplace(np.divide, other, "/=")
+
+    def add_(self, other, alpha=1):
+        return self._inplace(np.add, other if alpha == 1 else self._lift(other) * alpha, "add_")
+
+    def sub_(self, other, alpha=1):
+        return self._inplace(np.subtract, other if alpha == 1 else self._lift(other) * alpha, "sub_")
+
+    def mul_(self, other):
+        return self._inplace(np.multiply, other, "mul_")
+
+    def div_(self, other):
+        return self._inplace(np.divide, other, "div_")
+
+    def copy_(self, src):
+        """Copy ``src``'s values into this tensor (broadcasting, casting to this dtype)."""
+        return self._inplace(None, src, "copy_")
+
+    def fill_(self, value):
+        return self._inplace(None, value, "fill_")
+
+    def zero_(self):
+        """Fill with zeros in place."""
+        return self._inplace(None, 0, "zero_")
 
 
 class MaxResult(tuple):

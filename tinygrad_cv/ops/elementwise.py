@@ -12,7 +12,6 @@ backward pass is itself differentiable (``create_graph=True``).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from ..autograd import Function
 
@@ -127,7 +126,12 @@ class Pow(Function):
     def backward(ctx, grad):  # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a
         a, b, out = ctx.saved_tensors
         ga = unbroadcast(grad * b * a ** (b - 1), a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(grad * out * a.log(), b.shape) if ctx.needs_input_grad[1] else None
+        gb = None
+        if ctx.needs_input_grad[1]:
+            # a^b ln a -> 0 as a -> 0 (for b > 0); take that limit instead of 0 * (-inf)
+            at_zero = a.data == 0
+            safe_a = Where.apply(at_zero, grad._wrap(np.ones((), a.dtype)), a) if at_zero.any() else a
+            gb = unbroadcast(grad * out * safe_a.log(), b.shape)
         return ga, gb
 
 
@@ -281,7 +285,9 @@ class Tanh(Function):
 class Sigmoid(Function):
     @staticmethod
     def forward(ctx, a):
-        out = special.expit(a)  # stable for large |a|: no overflow in exp(-a)
+        # two forms so exp never sees a positive argument (no overflow for large |a|)
+        e = np.exp(-np.abs(a))
+        out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
         ctx.save_for_backward(out)
         return out
 

@@ -74,7 +74,8 @@ class IndexAdd(Function):
 
 def _along_axis(index, axis):
     """The full advanced-index tuple that ``take_along_axis(a, index, axis)`` uses."""
-    grids = np.ogrid[tuple(slice(n) for n in index.shape)]
+    # np.indices, not np.ogrid: NumPy 2's ogrid returns a tuple, which cannot be assigned to
+    grids = list(np.indices(index.shape, sparse=True))
     grids[axis] = index
     return tuple(grids)
 
