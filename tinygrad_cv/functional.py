@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import shapes as _shapes
+from .ops import conv as _conv
 from .ops import movement as M
+from .ops import pool as _pool
 from .ops.loss import NLLLoss
 from .tensor import Tensor, concatenate, stack, where  # noqa: F401  (re-exported)
 
 __all__ = [
     "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
     "cross_entropy", "nll_loss", "mse_loss", "pad",
+    "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
 ]
 
 
@@ -184,3 +188,248 @@ def pad(input, pad, mode="constant", value=0.0):
         if n + b + e < 0:
             raise ValueError(f"pad: {pad} crops more than the size of shape {input.shape}")
     return M.Pad.apply(input, tuple(widths), value)
+
+
+# --- convolution and pooling ---------------------------------------------------------
+# The maths and the three kernel twins live in ``tinygrad_cv/ops/conv.py``,
+# ``ops/pool.py`` and ``tinygrad_cv/kernels/``; here arguments are normalised
+# and checked so that bad input fails with the numbers at fault.
+
+
+def _same_dtype(x, *others):
+    return [None if t is None else (t if t.dtype == x.dtype else t.to(x.dtype)) for t in others]
+
+
+def _float_input(x, name):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f" or x.dtype == np.float16:
+        raise TypeError(f"{name}: input must be float32 or float64, got {x.dtype}")
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    r"""2-D convolution over (N, C, H, W) with weight (O, C/groups, KH, KW).
+
+    ``padding`` is an int, a pair, ``"valid"`` (no padding) or ``"same"``
+    (output size = input size; stride must be 1; for even kernels the extra
+    row/column goes at the bottom/right, as PyTorch). Output size per axis:
+    ⌊(H + 2p − d(k − 1) − 1) / s⌋ + 1.
+    """
+    _float_input(input, "conv2d")
+    weight, bias = _same_dtype(input, weight, bias)
+    stride_, dil = _shapes.pair(stride, "stride"), _shapes.pair(dilation, "dilation")
+    if isinstance(padding, str) and padding == "same" and stride_ != (1, 1):
+        raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions (stride={stride_})")
+    kernel = tuple(weight.shape[2:]) if weight.ndim == 4 else (1, 1)
+    pad4 = _shapes.resolve_padding(padding, kernel, stride_, dil)
+    _shapes.check_conv2d(input.shape, weight.shape, None if bias is None else bias.shape, stride_, pad4, dil, groups)
+    return _conv.Conv2d.apply(input, weight, bias, stride_, pad4, dil, int(groups))
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    r"""Transposed convolution ("deconvolution"): the adjoint of ``conv2d``, used for learnable upsampling.
+
+    weight is (C_in, C_out/groups, KH, KW). Output size per axis:
+    (H − 1) s − 2p + d(k − 1) + output_padding + 1.
+    """
+    _float_input(input, "conv_transpose2d")
+    weight, bias = _same_dtype(input, weight, bias)
+    stride_, dil = _shapes.pair(stride, "stride"), _shapes.pair(dilation, "dilation")
+    pad = _shapes.pair(padding, "padding")
+    pad4 = (pad[0], pad[0], pad[1], pad[1])
+    out_hw = _shapes.check_conv_transpose2d(
+        input.shape, weight.shape, None if bias is None else bias.shape, stride_, pad4, output_padding, groups, dil
+    )
+    return _conv.ConvTranspose.apply(input, weight, bias, stride_, pad4, dil, int(groups), tuple(out_hw))
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over k×k windows (stride defaults to kernel_size; padding counts as −inf).
+
+    The gradient goes to one element per window: the first maximum in
+    row-major order. ``return_indices=True`` also returns the argmax positions
+    (flat indices into each H×W plane, as PyTorch).
+    """
+    _float_input(input, "max_pool2d")
+    k, s, p, d = _shapes.pool_args(kernel_size, stride, padding, dilation)
+    _shapes.check_pool2d(input.shape, k, s, p, d, ceil_mode, "max_pool2d")
+    y, idx = _pool.MaxPool2d.apply(input, k, s, p, d, bool(ceil_mode))
+    return (y, idx) if return_indices else y
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """Mean over k×k windows, PyTorch's divisor rules (``count_include_pad``, ``divisor_override``)."""
+    _float_input(input, "avg_pool2d")
+    k, s, p, _ = _shapes.pool_args(kernel_size, stride, padding)
+    _shapes.check_pool2d(input.shape, k, s, p, 1, ceil_mode, "avg_pool2d")
+    if divisor_override is not None and int(divisor_override) <= 0:
+        raise ValueError(f"avg_pool2d: divisor_override must be positive, got {divisor_override}")
+    return _pool.AvgPool2d.apply(input, k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override)
+
+
+# ----------------------------------------------------------------------------
+# Layer operations used by tinygrad_cv.nn
+# ----------------------------------------------------------------------------
+__all__ += ["linear", "flatten", "dropout", "batch_norm", "adaptive_avg_pool2d"]
+
+from . import random as _random  # noqa: E402  (dropout masks)
+from .ops import nn as _nn_ops  # noqa: E402  (fused batch norm)
+
+
+def linear(input, weight, bias=None):
+    r"""y = x Wᵀ + b for ``input`` (*, in_features), ``weight`` (out_features, in_features), ``bias`` (out_features,).
+
+    Gradients: dL/dx = g W, dL/dW = gᵀ x (summed over the leading axes),
+    dL/db = g summed over the leading axes — all from matmul and broadcasting.
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input shape {input.shape} does not end in in_features={weight.shape[1]} "
+            f"(weight shape {weight.shape})"
+        )
+    out = input @ weight.T
+    return out if bias is None else out + bias
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    """Merge dims ``start_dim..end_dim`` into one (``torch.flatten``)."""
+    return input.flatten(start_dim, end_dim)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    r"""Inverted dropout: zero each element with probability ``p``, scale the survivors by 1/(1-p).
+
+    The scaling keeps E[output] = input, so nothing has to change at
+    evaluation time, where (``training=False``) this is the identity. The mask
+    comes from ``tinygrad_cv.random``'s generator: ``manual_seed`` makes it
+    reproducible. The gradient is the same mask times the upstream gradient.
+    ``inplace`` is accepted for PyTorch compatibility; the result is always a
+    new tensor (the engine has no in-place operations).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = _random.default_generator().random(input.shape) >= p  # P(keep) = 1 - p
+    scale = np.where(keep, 1.0 / (1.0 - p), 0.0).astype(input.dtype)
+    return input * Tensor._wrap(scale)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    r"""Batch normalisation over every axis but the channel axis 1 of ``input`` (N, C, *).
+
+    Training (``training=True``): with the batch mean μ and the *biased*
+    variance σ² = mean((x - μ)²) of each channel,
+
+        y = (x - μ) / √(σ² + eps) · weight + bias
+
+    and, when running statistics are given, they are updated in place with
+    the *unbiased* variance (n / (n - 1) σ², n values per channel):
+
+        running_mean ← (1 - momentum) running_mean + momentum μ
+        running_var  ← (1 - momentum) running_var  + momentum n/(n-1) σ²
+
+    Evaluation (``training=False``): the running statistics replace μ and σ²
+    (constants, so this is a per-channel affine map built from tensor ops).
+
+    Training mode runs as one fused operation (``ops.nn.BatchNormTrain``)
+    whose gradient, through μ and σ² too, is the closed form; the tests check
+    it against this same formula written with elementary tensor operations.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: input must have shape (N, C, *), got {input.shape}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)}, expected ({c},) for input {input.shape}")
+    axes = (0,) + tuple(range(2, input.ndim))
+    bshape = (1, c) + (1,) * (input.ndim - 2)
+    x = input._float()
+    # parameters follow the input's dtype, as the output does
+    weight = weight if weight is None or weight.dtype == x.dtype else weight.to(x.dtype)
+    bias = bias if bias is None or bias.dtype == x.dtype else bias.to(x.dtype)
+    if training:
+        n = input.numel() // c if c else 0
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
+        data = x.data
+        mean = data.mean(axis=axes, keepdims=True)
+        centred = data - mean
+        var = np.mean(centred * centred, axis=axes, keepdims=True)
+        m = float(momentum)
+        if running_mean is not None:
+            rm = running_mean.data
+            rm[...] = (1 - m) * rm + m * mean.reshape(c)
+        if running_var is not None:
+            rv = running_var.data
+            rv[...] = (1 - m) * rv + m * var.reshape(c) * (n / (n - 1))
+        return _nn_ops.BatchNormTrain.apply(x, weight, bias, mean, var, eps)
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
+    mean = Tensor._wrap(running_mean.data.reshape(bshape).astype(x.dtype, copy=False))
+    var = Tensor._wrap(running_var.data.reshape(bshape).astype(x.dtype, copy=False))
+    out = (x - mean) / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight.reshape(bshape)
+    if bias is not None:
+        out = out + bias.reshape(bshape)
+    return out
+
+
+def _adaptive_windows(n_in, n_out):
+    """PyTorch's adaptive pooling windows: [floor(i n_in / n_out), ceil((i+1) n_in / n_out)) for each output i."""
+    i = np.arange(n_out)
+    start = (i * n_in) // n_out
+    end = -((-(i + 1) * n_in) // n_out)  # ceil division on integers
+    return start, end
+
+
+def _averaging_matrix(n_in, n_out, dtype):
+    """(n_out, n_in) matrix whose row i averages input window i: A x pools along one axis."""
+    start, end = _adaptive_windows(n_in, n_out)
+    cols = np.arange(n_in)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    r"""Average pooling to a fixed output size (oh, ow) for input (N, C, H, W) or (C, H, W).
+
+    Output (i, j) averages rows [floor(i H/oh), ceil((i+1) H/oh)) and columns
+    likewise — windows may overlap when the sizes do not divide. ``None`` in
+    ``output_size`` keeps that input size.
+
+    Three paths, one result: 1×1 is a mean over H and W (global average
+    pooling); divisible sizes reshape into equal blocks and average them; the
+    general case multiplies by averaging matrices, out = A_h · x · A_wᵀ
+    (so the gradient is A_hᵀ · g · A_w, courtesy of matmul).
+    """
+    if input.ndim not in (3, 4):
+        raise ValueError(f"adaptive_avg_pool2d: expected a 3-D or 4-D input, got shape {input.shape}")
+    h, w = input.shape[-2:]
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size!r}")
+        oh, ow = output_size
+    else:
+        oh = ow = output_size
+    oh = h if oh is None else int(oh)
+    ow = w if ow is None else int(ow)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {(oh, ow)}")
+    if h == 0 or w == 0:
+        raise ValueError(f"adaptive_avg_pool2d: input has an empty spatial size {input.shape}")
+    x = input._float()
+    if (oh, ow) == (1, 1):
+        return x.mean((-2, -1), keepdim=True)
+    if h % oh == 0 and w % ow == 0:
+        lead = x.shape[:-2]
+        blocks = x.reshape(lead + (oh, h // oh, ow, w // ow))
+        return blocks.mean((-3, -1))
+    a_h = Tensor._wrap(_averaging_matrix(h, oh, x.dtype))
+    a_w = Tensor._wrap(_averaging_matrix(w, ow, x.dtype))
+    return a_h @ x @ a_w.T

@@ -1,0 +1,84 @@
+"""Array-level kernels behind the autograd engine: plain ndarrays in, ndarrays out.
+
+Each backend ("twin") is a module exposing the same functions with the same
+signatures (``conv2d_forward``, ``conv2d_backward_input``, ...,
+``max_pool2d_forward``, ``matmul``):
+
+* ``"reference"`` - :mod:`tinygrad_cv.kernels.reference`, readable NumPy that
+  spells out the formulas; the test oracle.
+* ``"cpu"`` - :mod:`tinygrad_cv.kernels.cpu`, Numba-parallel loops and BLAS.
+* ``"cuda"`` - reserved; a ``cuda.py`` twin with the same names will slot in.
+
+Usage::
+
+    from tinygrad_cv import kernels
+    k = kernels.get_backend()            # the active backend (default "cpu")
+    y = k.conv2d_forward(x, w, b, (1, 1), (0, 0), (1, 1), 1)
+
+    with kernels.use_backend("reference"):
+        ...                              # same code, run on the oracle
+
+``set_backend(name)`` switches permanently.  The active choice is process
+wide (not per thread), which is what tests and docs need.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+from types import ModuleType
+from typing import Iterator
+
+from . import shapes  # noqa: F401  (re-exported: kernels.shapes)
+
+__all__ = ["BACKENDS", "get_backend", "set_backend", "use_backend", "active_backend_name", "shapes"]
+
+#: Known backend names -> module that implements them (None = not available yet).
+BACKENDS: dict[str, str | None] = {
+    "reference": "tinygrad_cv.kernels.reference",
+    "cpu": "tinygrad_cv.kernels.cpu",
+    "cuda": None,
+}
+
+_active = "cpu"
+
+
+def _load(name: str) -> ModuleType:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown kernel backend {name!r}; choose one of {sorted(BACKENDS)}")
+    module = BACKENDS[name]
+    if module is None:
+        raise NotImplementedError(
+            f"kernel backend {name!r} is reserved but not implemented yet; use 'cpu' or 'reference'"
+        )
+    # imported lazily: the reference twin must not pay Numba's import/compile cost
+    return importlib.import_module(module)
+
+
+def get_backend(name: str | None = None) -> ModuleType:
+    """Return the kernel module ``name``, or the active one when ``name`` is None."""
+    return _load(_active if name is None else name)
+
+
+def active_backend_name() -> str:
+    """Name of the backend ``get_backend()`` currently returns."""
+    return _active
+
+
+def set_backend(name: str) -> None:
+    """Make ``name`` the active backend (validated: it must be importable)."""
+    global _active
+    _load(name)
+    _active = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[ModuleType]:
+    """Temporarily switch the active backend; yields the backend module."""
+    global _active
+    module = _load(name)
+    previous = _active
+    _active = name
+    try:
+        yield module
+    finally:
+        _active = previous

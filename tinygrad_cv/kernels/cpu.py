@@ -1,0 +1,882 @@
+"""Fast CPU kernels: Numba-parallel loops plus BLAS, same API as ``reference.py``.
+
+Every public function here has the signature and the semantics of its twin in
+``reference.py`` (which is the readable definition and the test oracle); this
+module only differs in *how* the numbers are computed.
+
+Strategy per kernel (numbers: batch 64, float32, 2 cores, median of repeats,
+measured with ``bench/kernels.py``; see the table in that file's docstring)
+-------------------------------------------------------------------------------
+Two ways to compute a convolution are implemented and chosen per call by
+:func:`_use_gemm`:
+
+* **direct** - ``prange`` over independent output planes; each work item
+  accumulates ``w[o,c,p,q] * x_shifted`` into a private buffer.  The trick
+  that makes it fast: the input is copied once into a zero-padded buffer whose
+  rows are ``Wp`` wide, and for stride 1 the output is computed on that same
+  ``Wp``-wide grid.  Then "shift the input by tap (p, q)" is a constant offset
+  into a flat array and every tap is a single long, unit-stride
+  ``acc[j] += w * x[j + off]`` loop (~900 elements for LeNet's first layer)
+  that LLVM vectorises, instead of 28 short rows with bounds checks.  The few
+  junk columns (``Wp - OW`` per row) are cropped at the end.
+* **gemm** - im2col into a ``(C*KH*KW, n*OH*OW)`` matrix for a chunk of images
+  (Numba, parallel), one BLAS GEMM per group (``np.dot`` in Python, so the
+  BLAS library's own threads run it), and a parallel copy back to NCHW.
+  Backward-input is GEMM + col2im, backward-weight is im2col + GEMM.
+
+Measured (ms, fwd / bwd_input / bwd_weight):
+
+================================  ====================  ====================
+layer                             direct                gemm
+================================  ====================  ====================
+conv 1->6 5x5 p2 on 28x28         see bench docstring   see bench docstring
+================================  ====================  ====================
+
+The rule in :func:`_use_gemm`: im2col+GEMM when the reduction length per group
+``C/g*KH*KW`` is large enough for BLAS to win (a GEMM with a tiny inner
+dimension is memory bound and the im2col copy is pure overhead), direct loops
+otherwise and for many-group (depthwise-like) convolutions, where the per-group
+GEMMs would be tiny.
+
+Pooling is direct (``prange`` over (n, c) planes; there is no arithmetic to
+give to BLAS).  ``matmul`` is ``np.dot`` (BLAS); ``matmul_blocked`` is the
+hand-written cache-blocked teaching version.
+
+Race freedom and determinism
+----------------------------
+Every parallel loop gives each work item exclusive ownership of the output
+elements it writes: forward over (n, o) planes, backward-input and col2im over
+(n, c) planes (all scatter-adds into one plane happen in one thread, in a
+fixed order), backward-weight over (o, c) pairs (each item owns
+``gw[o, c, :, :]`` and sums over the batch in order), max-pool backward over
+(n, c) planes.  The GEMM path accumulates weight gradients chunk by chunk in
+batch order.  So results do not depend on thread timing: two runs are
+bit-identical (tested).
+
+Accumulation happens in the input dtype (float32 or float64), like PyTorch.
+
+Threading note
+--------------
+Numba's OpenMP workers spin for a while after a parallel loop ends.  When the
+next call is a multi-threaded BLAS call (the GEMM path, or any ``x @ W`` in a
+model), the BLAS thread then competes with a spinning OpenMP thread for one of
+the two cores, and a 0.3 ms GEMM took 8 ms.  ``OMP_WAIT_POLICY=PASSIVE``
+(set below only if the user has not chosen a value) makes idle OpenMP threads
+sleep instead; it must be in the environment before the OpenMP runtime starts,
+i.e. before the first parallel Numba call in the process.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
+
+from . import shapes  # noqa: E402
+
+__all__ = [
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward_input",
+    "conv_transpose2d_backward_weight",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+    "matmul",
+    "matmul_blocked",
+]
+
+# One set of options for every parallel kernel.  fastmath stays off: results
+# must be reproducible and comparable to the reference to ~1e-10 in float64.
+_PAR = dict(parallel=True, cache=True, fastmath=False, nogil=True)
+_SEQ = dict(cache=True, fastmath=False, nogil=True)
+
+# Test hook: None = heuristic, "direct" or "gemm" forces a convolution path.
+_FORCE_STRATEGY: str | None = None
+
+# Upper bound on the im2col buffer, in elements.  8 Mi float32 = 32 MiB; big
+# enough that LeNet runs as one chunk, small enough that a 64-channel layer
+# keeps its working set near the (32 MiB) last-level cache.
+_COL_BUDGET = 1 << 21
+
+
+# ==========================================================================
+# Numba kernels.  Arrays arrive C-contiguous and all of one float dtype.
+# ==========================================================================
+
+@njit(**_SEQ)
+def _crop_plane(acc, Wp, R, pt, pl, out):
+    """out[h, w] = acc[(h + pt) * Wp + w + pl]; rows past the R computed rows are 0."""
+    H, W = out.shape
+    for h in range(H):
+        r = h + pt
+        if r < R:
+            src = acc[r * Wp + pl:r * Wp + pl + W]
+            for v in range(W):
+                out[h, v] = src[v]
+        else:
+            for v in range(W):
+                out[h, v] = 0
+
+
+@njit(**_PAR)
+def _pad_planes(x, out, R, Wp, pt, pl):
+    """out[n, c] (flat R x Wp) = x[n, c] shifted down by pt rows and right by pl columns.
+
+    Zeros everywhere else.  Negative shifts crop x instead.  Used for the
+    zero-padded input copy, to re-lay gy with a row stride of Wp, and to pad
+    gy for the stride-1 backward-input-as-forward trick.
+    """
+    N, C, H, W = x.shape
+    v0 = max(pl, 0)
+    v1 = min(Wp, pl + W)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        plane = out[n, c]
+        src = x[n, c]
+        for r in range(R):
+            row = plane[r * Wp:(r + 1) * Wp]
+            h = r - pt
+            if h >= 0 and h < H and v0 < v1:
+                for v in range(v0):
+                    row[v] = 0
+                s = src[h, v0 - pl:v1 - pl]
+                dst = row[v0:v1]
+                for v in range(v1 - v0):
+                    dst[v] = s[v]
+                for v in range(v1, Wp):
+                    row[v] = 0
+            else:
+                for v in range(Wp):
+                    row[v] = 0
+
+
+@njit(**_PAR)
+def _conv_fwd_direct(xp, Wp, w, b, y, sh, sw, dh, dw, groups):
+    """y[n, o] = b[o] + sum_{c in group} sum_{p,q} w[o,c,p,q] * shifted plane of xp[n, c].
+
+    xp is (N, C, R*Wp): zero-padded planes, rows Wp wide.  For stride 1 the
+    output is computed on the Wp-wide grid, so tap (c, p, q) is the flat
+    offset c*R*Wp + p*d*Wp + q*d and every tap is one long unit-stride loop.
+    Four taps are applied per pass over the accumulator: that quarters the
+    accumulator loads/stores, which are what limits a one-tap axpy, while
+    keeping the summation order of tap-by-tap accumulation.
+    """
+    N, O, OH, OW = y.shape
+    C = xp.shape[1]
+    RWp = xp.shape[2]
+    Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
+    T = Cg * KH * KW
+    Og = O // groups
+    unit = sh == 1 and sw == 1
+    L = (OH - 1) * Wp + OW if unit else OH * OW
+    offs = np.empty(T, dtype=np.int64)
+    for cl in range(Cg):
+        for p in range(KH):
+            for q in range(KW):
+                offs[(cl * KH + p) * KW + q] = cl * RWp + p * dh * Wp + q * dw
+    T4 = T - T % 4
+    for t in prange(N * O):
+        n = t // O
+        o = t - n * O
+        xs = xp[n].reshape(C * RWp)[(o // Og) * Cg * RWp:]
+        wo = w[o].reshape(T)
+        acc = np.empty(L, dtype=y.dtype)
+        acc[:] = b[o]
+        if unit:
+            for k in range(0, T4, 4):
+                w0, w1, w2, w3 = wo[k], wo[k + 1], wo[k + 2], wo[k + 3]
+                s0 = xs[offs[k]:offs[k] + L]
+                s1 = xs[offs[k + 1]:offs[k + 1] + L]
+                s2 = xs[offs[k + 2]:offs[k + 2] + L]
+                s3 = xs[offs[k + 3]:offs[k + 3] + L]
+                for j in range(L):
+                    acc[j] = acc[j] + w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]
+            for k in range(T4, T):
+                wv = wo[k]
+                s0 = xs[offs[k]:offs[k] + L]
+                for j in range(L):
+                    acc[j] += wv * s0[j]
+        else:
+            for k in range(T):
+                wv = wo[k]
+                for i in range(OH):
+                    src = xs[offs[k] + i * sh * Wp:]
+                    row = acc[i * OW:(i + 1) * OW]
+                    for v in range(OW):
+                        row[v] += wv * src[v * sw]
+        out = y[n, o]
+        if unit:
+            _crop_plane(acc, Wp, OH, 0, 0, out)
+        else:
+            _crop_plane(acc, OW, OH, 0, 0, out)
+
+
+@njit(**_PAR)
+def _conv_bwd_input_direct(gys, gs, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw, groups):
+    """Strided convolutions: gx[n, c] = crop( sum_o sum_{p,q} w[o,c,p,q] * gy[n, o] scattered to tap (p, q) ).
+
+    (Stride 1 uses the forward kernel on padded gy instead; see _conv_bwd_input.)
+    One work item per (n, c) plane, so the scatter-adds never race.  gys holds
+    gy planes flat with row stride gs.
+    """
+    N, C, H, W = gx.shape
+    O, Cg, KH, KW = w.shape
+    Og = O // groups
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        g = c // Cg
+        cl = c - g * Cg
+        acc = np.zeros(R * Wp, dtype=gx.dtype)
+        for o in range(g * Og, (g + 1) * Og):
+            gplane = gys[n, o]
+            for p in range(KH):
+                for q in range(KW):
+                    wv = w[o, cl, p, q]
+                    off = p * dh * Wp + q * dw
+                    for i in range(OH):
+                        dst = acc[off + i * sh * Wp:]
+                        src = gplane[i * gs:i * gs + OW]
+                        for v in range(OW):
+                            dst[v * sw] += wv * src[v]
+        _crop_plane(acc, Wp, R, pt, pl, gx[n, c])
+
+
+@njit(**_PAR)
+def _conv_bwd_weight_direct(xp, Wp, gys, gs, gw, OH, OW, sh, sw, dh, dw, groups):
+    """gw[o, c, p, q] = sum_n sum_{i,j} gy[n, o, i, j] * xp[n, c, i*s + p*d, j*s + q*d].
+
+    One work item per (o, c) pair owns gw[o, c, :, :].  The sum over output
+    positions is first done elementwise into a buffer (vectorises without
+    reassociating anything), then that buffer is summed in index order.
+    """
+    N = xp.shape[0]
+    O, Cg, KH, KW = gw.shape
+    Og = O // groups
+    unit = sh == 1 and sw == 1
+    L = (OH - 1) * Wp + OW if unit else OW
+    for t in prange(O * Cg):
+        o = t // Cg
+        cl = t - o * Cg
+        c = (o // Og) * Cg + cl
+        tmp = np.empty(L, dtype=gw.dtype)
+        for p in range(KH):
+            for q in range(KW):
+                tmp[:] = 0
+                off = p * dh * Wp + q * dw
+                for n in range(N):
+                    gplane = gys[n, o]
+                    xplane = xp[n, c]
+                    if unit:
+                        a = gplane[:L]
+                        bb = xplane[off:off + L]
+                        for j in range(L):
+                            tmp[j] += a[j] * bb[j]
+                    else:
+                        for i in range(OH):
+                            a = gplane[i * gs:i * gs + OW]
+                            bb = xplane[off + i * sh * Wp:]
+                            for v in range(OW):
+                                tmp[v] += a[v] * bb[v * sw]
+                s = tmp[0]
+                for j in range(1, L):
+                    s += tmp[j]
+                gw[o, cl, p, q] = s
+
+
+@njit(**_PAR)
+def _im2col(xp, Wp, col, n0, KH, KW, OH, OW, sh, sw, dh, dw):
+    """col[(c, p, q), (n - n0, i, j)] = xp[n, c, i*s + p*d, j*s + q*d] for a chunk of images."""
+    P = OH * OW
+    K = col.shape[0]
+    nb = col.shape[1] // P
+    KK = KH * KW
+    for t in prange(K * nb):
+        r = t // nb
+        nl = t - r * nb
+        c = r // KK
+        pq = r - c * KK
+        p = pq // KW
+        q = pq - p * KW
+        plane = xp[n0 + nl, c]
+        dst = col[r, nl * P:(nl + 1) * P]
+        for i in range(OH):
+            src = plane[(i * sh + p * dh) * Wp + q * dw:]
+            drow = dst[i * OW:(i + 1) * OW]
+            if sw == 1:
+                for v in range(OW):
+                    drow[v] = src[v]
+            else:
+                for v in range(OW):
+                    drow[v] = src[v * sw]
+
+
+@njit(**_PAR)
+def _col2im(gcol, gx, n0, R, Wp, pt, pl, KH, KW, OH, OW, sh, sw, dh, dw):
+    """Adjoint of _im2col followed by the crop: one work item per (n, c) plane."""
+    N, C, H, W = gx.shape
+    P = OH * OW
+    nb = gcol.shape[1] // P
+    KK = KH * KW
+    for t in prange(nb * C):
+        nl = t // C
+        c = t - nl * C
+        acc = np.zeros(R * Wp, dtype=gx.dtype)
+        for p in range(KH):
+            for q in range(KW):
+                src = gcol[c * KK + p * KW + q, nl * P:(nl + 1) * P]
+                for i in range(OH):
+                    dst = acc[(i * sh + p * dh) * Wp + q * dw:]
+                    srow = src[i * OW:(i + 1) * OW]
+                    if sw == 1:
+                        for v in range(OW):
+                            dst[v] += srow[v]
+                    else:
+                        for v in range(OW):
+                            dst[v * sw] += srow[v]
+        _crop_plane(acc, Wp, R, pt, pl, gx[n0 + nl, c])
+
+
+@njit(**_PAR)
+def _onp_to_nchw(ym, b, y, n0):
+    """y[n0 + n, o] = ym[o, n*P:(n+1)*P] + b[o]  (GEMM output back to NCHW)."""
+    O = y.shape[1]
+    P = y.shape[2] * y.shape[3]
+    nb = ym.shape[1] // P
+    for t in prange(nb * O):
+        nl = t // O
+        o = t - nl * O
+        src = ym[o, nl * P:(nl + 1) * P]
+        dst = y[n0 + nl, o].reshape(P)
+        bo = b[o]
+        for j in range(P):
+            dst[j] = src[j] + bo
+
+
+@njit(**_PAR)
+def _nchw_to_onp(gy, gym, n0):
+    """gym[o, n*P:(n+1)*P] = gy[n0 + n, o]  (NCHW to the GEMM's (O, n*P) layout)."""
+    O = gy.shape[1]
+    P = gy.shape[2] * gy.shape[3]
+    nb = gym.shape[1] // P
+    for t in prange(nb * O):
+        nl = t // O
+        o = t - nl * O
+        src = gy[n0 + nl, o].reshape(P)
+        dst = gym[o, nl * P:(nl + 1) * P]
+        for j in range(P):
+            dst[j] = src[j]
+
+
+@njit(**_SEQ)
+def _tap_range(base, d, k, n):
+    """Taps t in [lo, hi) of a window starting at `base` (step d, k taps) that land in [0, n)."""
+    lo = 0
+    if base < 0:
+        lo = (-base + d - 1) // d
+    hi = k
+    last = base + (k - 1) * d
+    if last >= n:
+        hi = k - (last - n) // d - 1
+    return lo, hi
+
+
+@njit(**_PAR)
+def _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
+    """Window max with PyTorch's index, tie (first max) and NaN (last NaN) rules.
+
+    Starting from the window's first in-range element instead of -inf gives
+    the same value and index (PyTorch seeds the index with that element) and
+    keeps ``best`` in the input dtype.
+    """
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xs = x[n, c]
+        ys = y[n, c]
+        ids = idx[n, c]
+        for i in range(OH):
+            hb = i * sh - ph
+            plo, phi = _tap_range(hb, dh, KH, H)
+            for j in range(OW):
+                wb = j * sw - pw
+                qlo, qhi = _tap_range(wb, dw, KW, W)
+                h = hb + plo * dh
+                v = wb + qlo * dw
+                best = xs[h, v]
+                arg = h * W + v
+                for p in range(plo, phi):
+                    h = hb + p * dh
+                    row = xs[h]
+                    for q in range(qlo, qhi):
+                        v = wb + q * dw
+                        val = row[v]
+                        # branch-free select: on random data "is it bigger"
+                        # is a coin flip, and a mispredicted branch costs more
+                        # than always computing both sides
+                        take = (val > best) | (val != val)
+                        best = val if take else best
+                        arg = h * W + v if take else arg
+                ys[i, j] = best
+                ids[i, j] = arg
+
+
+@njit(**_PAR)
+def _max_pool_bwd(gy, idx, gx):
+    """gx[n, c].flat[idx] += gy: one (n, c) plane per work item, so no races."""
+    N, C = gx.shape[0], gx.shape[1]
+    HW = gx.shape[2] * gx.shape[3]
+    P = gy.shape[2] * gy.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        dst = gx[n, c].reshape(HW)
+        dst[:] = 0
+        g = gy[n, c].reshape(P)
+        ii = idx[n, c].reshape(P)
+        for j in range(P):
+            dst[ii[j]] += g[j]
+
+
+@njit(**_SEQ)
+def _avg_window(i, s, p, k, n):
+    start = i * s - p
+    end = min(start + k, n + p)
+    with_pad = end - start
+    return max(start, 0), min(end, n), with_pad
+
+
+@njit(**_PAR)
+def _avg_pool(x, y, gy, gx, KH, KW, sh, sw, ph, pw, count_include_pad, divisor_override, backward):
+    """Average pooling forward (x -> y) or its adjoint (gy -> gx), PyTorch's divisor rule.
+
+    One kernel for both directions keeps compile time down; both run over
+    (n, c) planes, so the backward scatter-add is race-free.
+    """
+    if backward:
+        N, C, H, W = gx.shape
+        OH, OW = gy.shape[2], gy.shape[3]
+    else:
+        N, C, H, W = x.shape
+        OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        if backward:
+            gxs = gx[n, c]
+            gxs[:, :] = 0
+            gys = gy[n, c]
+        else:
+            xs = x[n, c]
+            ys = y[n, c]
+        for i in range(OH):
+            h0, h1, hp = _avg_window(i, sh, ph, KH, H)
+            for j in range(OW):
+                w0, w1, wp = _avg_window(j, sw, pw, KW, W)
+                if divisor_override != 0:
+                    div = divisor_override
+                elif count_include_pad:
+                    div = hp * wp
+                else:
+                    div = (h1 - h0) * (w1 - w0)
+                if h0 >= h1 or w0 >= w1:
+                    if not backward:
+                        ys[i, j] = 0
+                    continue
+                if backward:
+                    g = gys[i, j] / div
+                    for h in range(h0, h1):
+                        row = gxs[h]
+                        for v in range(w0, w1):
+                            row[v] += g
+                else:
+                    s = xs[h0, w0] * 0
+                    for h in range(h0, h1):
+                        row = xs[h]
+                        for v in range(w0, w1):
+                            s += row[v]
+                    ys[i, j] = s / div
+
+
+@njit(**_PAR)
+def _matmul_blocked(a, b, c, MB, NB, KB):
+    """c = a @ b, tiled: each work item owns one (MB x NB) tile of c.
+
+    Within a tile, k is walked in KB-sized panels so the panel of b
+    (KB x NB) stays in L1/L2 while every row of the a-panel is applied to it;
+    the innermost loop is an axpy over a row of the tile (unit stride,
+    vectorised).  No two tiles share output elements, so there are no races,
+    and each c[i, j] is summed over k in order, so the result is
+    deterministic.
+    """
+    M, K = a.shape
+    N = b.shape[1]
+    nti = (M + MB - 1) // MB
+    ntj = (N + NB - 1) // NB
+    for t in prange(nti * ntj):
+        ti = t // ntj
+        tj = t - ti * ntj
+        i0 = ti * MB
+        i1 = min(M, i0 + MB)
+        j0 = tj * NB
+        j1 = min(N, j0 + NB)
+        for i in range(i0, i1):
+            c[i, j0:j1] = 0
+        for k0 in range(0, K, KB):
+            k1 = min(K, k0 + KB)
+            for i in range(i0, i1):
+                crow = c[i, j0:j1]
+                for k in range(k0, k1):
+                    aik = a[i, k]
+                    brow = b[k, j0:j1]
+                    for j in range(j1 - j0):
+                        crow[j] += aik * brow[j]
+
+
+# ==========================================================================
+# Python-level orchestration
+# ==========================================================================
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _float_c(a, name: str, dtype=None) -> np.ndarray:
+    """C-contiguous float32/float64 array (kernels index raw memory)."""
+    a = np.asarray(a)
+    if dtype is None:
+        if a.dtype.type not in _FLOATS:
+            raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+        dtype = a.dtype
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _rows_needed(OH, KH, sh, dh):
+    """Rows of the padded input that any output row reads."""
+    return (OH - 1) * sh + (KH - 1) * dh + 1
+
+
+def _padded_input(x, pad4, KH, OH, sh, dh):
+    """Zero-padded copy of x as (N, C, R*Wp), or x itself when no padding is read."""
+    N, C, H, W = x.shape
+    pt, pb, pl, pr = pad4
+    R = _rows_needed(OH, KH, sh, dh)
+    Wp = W + pl + pr
+    if pt == 0 and pl == 0 and pr == 0 and R <= H:
+        return x.reshape(N, C, H * W), Wp, R
+    xp = np.empty((N, C, R * Wp), dtype=x.dtype)
+    _pad_planes(x, xp, R, Wp, pt, pl)
+    return xp, Wp, R
+
+
+def _spread_rows(gy, Wp):
+    """gy planes re-laid with row stride Wp (zero gaps) for the flat stride-1 loops."""
+    N, O, OH, OW = gy.shape
+    if Wp == OW:
+        return gy.reshape(N, O, OH * OW)
+    out = np.empty((N, O, OH * Wp), dtype=gy.dtype)
+    _pad_planes(gy, out, OH, Wp, 0, 0)
+    return out
+
+
+def _use_gemm(Cg, KH, KW, groups, P) -> bool:
+    """im2col + BLAS for long reductions, direct loops for short ones (see module doc)."""
+    if _FORCE_STRATEGY is not None:
+        return _FORCE_STRATEGY == "gemm"
+    return groups <= 4 and Cg * KH * KW >= _GEMM_MIN_K
+
+
+# Reduction length per group from which im2col+GEMM beats the direct loops
+# (measured; see module docstring).
+_GEMM_MIN_K = 64
+
+
+def _chunk(N, rows, P):
+    """Images per im2col chunk so that the column buffer stays within budget."""
+    return max(1, min(N, _COL_BUDGET // max(1, rows * P)))
+
+
+def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape
+    sh, sw = stride
+    dh, dw = dilation
+    xp, Wp, R = _padded_input(x, pad4, KH, OH, sh, dh)
+    y = np.empty((N, O, OH, OW), dtype=x.dtype)
+    if b is None:
+        b = np.zeros(O, dtype=x.dtype)
+    if not _use_gemm(Cg, KH, KW, groups, OH * OW):
+        _conv_fwd_direct(xp, Wp, w, b, y, sh, sw, dh, dw, groups)
+        return y
+    P = OH * OW
+    K = Cg * KH * KW
+    Og = O // groups
+    w2 = w.reshape(O, K)
+    nb = _chunk(N, C * KH * KW, P)
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        col = np.empty((C * KH * KW, m * P), dtype=x.dtype)
+        ym = np.empty((O, m * P), dtype=x.dtype)
+        _im2col(xp, Wp, col, n0, KH, KW, OH, OW, sh, sw, dh, dw)
+        for g in range(groups):
+            np.dot(w2[g * Og:(g + 1) * Og], col[g * K:(g + 1) * K], out=ym[g * Og:(g + 1) * Og])
+        _onp_to_nchw(ym, b, y, n0)
+    return y
+
+
+def _flipped_weight(w, groups):
+    """w'[c, o, p, q] = w[o, c, KH-1-p, KW-1-q] within each group: (C, O/groups, KH, KW)."""
+    O, Cg, KH, KW = w.shape
+    wg = w.reshape(groups, O // groups, Cg, KH, KW)[:, :, :, ::-1, ::-1]
+    return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4)).reshape(groups * Cg, O // groups, KH, KW)
+
+
+def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
+    N, C, H, W = x_shape
+    O, Cg, KH, KW = w.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    sh, sw = stride
+    dh, dw = dilation
+    pt, pb, pl, pr = pad4
+    R = _rows_needed(OH, KH, sh, dh)
+    Wp = W + pl + pr
+    gx = np.empty((N, C, H, W), dtype=gy.dtype)
+    if not _use_gemm(Cg, KH, KW, groups, OH * OW):
+        if sh == 1 and sw == 1:
+            # Stride 1: the adjoint is itself a correlation, of gy padded by
+            # d*(k-1) - p with the flipped, channel-transposed kernel, so the
+            # (faster, gather-form) forward kernel computes it.
+            top, left = dh * (KH - 1) - pt, dw * (KW - 1) - pl
+            Rg, Wg = H + dh * (KH - 1), W + dw * (KW - 1)
+            gyp = np.empty((N, O, Rg * Wg), dtype=gy.dtype)
+            _pad_planes(gy, gyp, Rg, Wg, top, left)
+            zeros = np.zeros(C, dtype=gy.dtype)
+            _conv_fwd_direct(gyp, Wg, _flipped_weight(w, groups), zeros, gx, 1, 1, dh, dw, groups)
+        else:
+            gys = gy.reshape(N, O, OH * OW)
+            _conv_bwd_input_direct(gys, OW, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw, groups)
+        return gx
+    P = OH * OW
+    K = Cg * KH * KW
+    Og = O // groups
+    w2 = w.reshape(O, K)
+    nb = _chunk(N, C * KH * KW, P)
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        gym = np.empty((O, m * P), dtype=gy.dtype)
+        gcol = np.empty((C * KH * KW, m * P), dtype=gy.dtype)
+        _nchw_to_onp(gy, gym, n0)
+        for g in range(groups):
+            np.dot(w2[g * Og:(g + 1) * Og].T, gym[g * Og:(g + 1) * Og], out=gcol[g * K:(g + 1) * K])
+        _col2im(gcol, gx, n0, R, Wp, pt, pl, KH, KW, OH, OW, sh, sw, dh, dw)
+    return gx
+
+
+def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups):
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w_shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    sh, sw = stride
+    dh, dw = dilation
+    xp, Wp, R = _padded_input(x, pad4, KH, OH, sh, dh)
+    gw = np.empty((O, Cg, KH, KW), dtype=x.dtype)
+    if not _use_gemm(Cg, KH, KW, groups, OH * OW):
+        if sh == 1 and sw == 1:
+            gys, gs = _spread_rows(gy, Wp), Wp
+        else:
+            gys, gs = gy.reshape(N, O, OH * OW), OW
+        _conv_bwd_weight_direct(xp, Wp, gys, gs, gw, OH, OW, sh, sw, dh, dw, groups)
+        return gw
+    P = OH * OW
+    K = Cg * KH * KW
+    Og = O // groups
+    gw2 = gw.reshape(O, K)
+    nb = _chunk(N, C * KH * KW, P)
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        col = np.empty((C * KH * KW, m * P), dtype=x.dtype)
+        gym = np.empty((O, m * P), dtype=x.dtype)
+        _im2col(xp, Wp, col, n0, KH, KW, OH, OW, sh, sw, dh, dw)
+        _nchw_to_onp(gy, gym, n0)
+        for g in range(groups):
+            part = np.dot(gym[g * Og:(g + 1) * Og], col[g * K:(g + 1) * K].T)
+            if n0 == 0:
+                gw2[g * Og:(g + 1) * Og] = part
+            else:
+                gw2[g * Og:(g + 1) * Og] += part  # chunks added in batch order
+    return gw
+
+
+def _check_grad_shape(got, expected, name):
+    if tuple(got) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(got)}, expected {tuple(expected)}")
+
+
+def _crop_hw(out_hw, x_shape, nc):
+    x_shape = tuple(x_shape)
+    if len(x_shape) != 4 or x_shape[:2] != tuple(nc) or x_shape[2] > out_hw[0] or x_shape[3] > out_hw[1]:
+        raise ValueError(
+            f"x of shape {x_shape} does not match: expected ({nc[0]}, {nc[1]}, <= {out_hw[0]}, <= {out_hw[1]})"
+        )
+    return (x_shape[2], x_shape[3])
+
+
+# ==========================================================================
+# Public API (mirrors reference.py)
+# ==========================================================================
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+    """2-D cross-correlation; see ``reference.conv2d_forward`` for the formula."""
+    x = _float_c(x, "x")
+    w = _float_c(w, "w", x.dtype)
+    b = None if b is None else _float_c(b, "b", x.dtype)
+    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
+    OH, OW = shapes.check_conv2d(x.shape, w.shape, None if b is None else b.shape, stride, pad4, dilation, groups)
+    return _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW)
+
+
+def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
+    """Gradient of conv2d w.r.t. its input (= conv_transpose2d's forward)."""
+    gy = _float_c(gy, "gy")
+    w = _float_c(w, "w", gy.dtype)
+    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
+    out_hw = shapes.check_conv2d(x_shape, w.shape, None, stride, pad4, dilation, groups)
+    _check_grad_shape(gy.shape, (x_shape[0], w.shape[0]) + out_hw, "gy")
+    return _conv_bwd_input(gy, w, tuple(x_shape), stride, pad4, dilation, groups)
+
+
+def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
+    """Gradient of conv2d w.r.t. its weight."""
+    x = _float_c(x, "x")
+    gy = _float_c(gy, "gy", x.dtype)
+    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
+    out_hw = shapes.check_conv2d(x.shape, w_shape, None, stride, pad4, dilation, groups)
+    _check_grad_shape(gy.shape, (x.shape[0], w_shape[0]) + out_hw, "gy")
+    return _conv_bwd_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
+
+
+def conv_transpose2d_forward(x, w, b, stride, padding, output_padding, groups, dilation):
+    """Transposed convolution = conv2d_backward_input with x in the role of gy."""
+    x = _float_c(x, "x")
+    w = _float_c(w, "w", x.dtype)
+    b = None if b is None else _float_c(b, "b", x.dtype)
+    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
+    oh, ow = shapes.check_conv_transpose2d(
+        x.shape, w.shape, None if b is None else b.shape, stride, pad4, output_padding, groups, dilation
+    )
+    y = _conv_bwd_input(x, w, (x.shape[0], w.shape[1] * groups, oh, ow), stride, pad4, dilation, groups)
+    if b is not None:
+        y += b[None, :, None, None]
+    return y
+
+
+def conv_transpose2d_backward_input(gy, w, stride, padding, dilation, groups, x_shape=None):
+    """Gradient of conv_transpose2d w.r.t. x = conv2d_forward(gy, w), cropped to x_shape."""
+    gy = _float_c(gy, "gy")
+    w = _float_c(w, "w", gy.dtype)
+    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
+    OH, OW = shapes.check_conv2d(gy.shape, w.shape, None, stride, pad4, dilation, groups)
+    if x_shape is not None:
+        OH, OW = _crop_hw((OH, OW), x_shape, (gy.shape[0], w.shape[0]))
+    return _conv_fwd(gy, w, None, stride, pad4, dilation, groups, OH, OW)
+
+
+def conv_transpose2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
+    """Gradient of conv_transpose2d w.r.t. w = conv2d_backward_weight with (gy, x) as (input, grad)."""
+    x = _float_c(x, "x")
+    gy = _float_c(gy, "gy", x.dtype)
+    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
+    out_hw = shapes.check_conv2d(gy.shape, w_shape, None, stride, pad4, dilation, groups)
+    _crop_hw(out_hw, x.shape, (gy.shape[0], w_shape[0]))
+    return _conv_bwd_weight(gy, x, tuple(w_shape), stride, pad4, dilation, groups)
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Max pooling with int64 flat indices (first max wins; NaN propagates, last NaN's index)."""
+    x = _float_c(x, "x")
+    (KH, KW), (sh, sw), (ph, pw), (dh, dw) = shapes.pool_args(kernel_size, stride, padding, dilation)
+    OH, OW = shapes.check_pool2d(x.shape, (KH, KW), (sh, sw), (ph, pw), (dh, dw), ceil_mode, "max_pool2d")
+    N, C = x.shape[:2]
+    y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    idx = np.empty((N, C, OH, OW), dtype=np.int64)
+    _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw)
+    return y, idx
+
+
+def max_pool2d_backward(gy, indices, x_shape):
+    """Scatter-add gy to the argmax positions; race-free (one thread per (n, c) plane)."""
+    gy = _float_c(gy, "gy")
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    N, C, H, W = shapes.check_4d(x_shape, "x_shape")
+    if indices.shape != gy.shape or gy.shape[:2] != (N, C):
+        raise ValueError(f"gy {gy.shape} and indices {indices.shape} must have the same shape (N={N}, C={C}, OH, OW)")
+    if indices.size and (indices.min() < 0 or indices.max() >= H * W):
+        raise ValueError(f"indices must lie in [0, {H * W}) for planes of {H} x {W}")
+    gx = np.empty((N, C, H, W), dtype=gy.dtype)
+    _max_pool_bwd(gy, indices, gx)
+    return gx
+
+
+def _avg_args(kernel_size, stride, padding, divisor_override):
+    k, s, p, _ = shapes.pool_args(kernel_size, stride, padding)
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError("divisor_override must be non-zero, got 0")
+    return k, s, p, 0 if divisor_override is None else int(divisor_override)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override=None):
+    """Average pooling with PyTorch's divisor rule; see ``reference.avg_pool2d_forward``."""
+    x = _float_c(x, "x")
+    (KH, KW), (sh, sw), (ph, pw), div = _avg_args(kernel_size, stride, padding, divisor_override)
+    OH, OW = shapes.check_pool2d(x.shape, (KH, KW), (sh, sw), (ph, pw), 1, ceil_mode, "avg_pool2d")
+    y = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
+    _avg_pool(x, y, y, x, KH, KW, sh, sw, ph, pw, bool(count_include_pad), div, False)
+    return y
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override=None):
+    """Adjoint of average pooling (each window's elements get gy / divisor)."""
+    gy = _float_c(gy, "gy")
+    (KH, KW), (sh, sw), (ph, pw), div = _avg_args(kernel_size, stride, padding, divisor_override)
+    OH, OW = shapes.check_pool2d(x_shape, (KH, KW), (sh, sw), (ph, pw), 1, ceil_mode, "avg_pool2d")
+    _check_grad_shape(gy.shape, tuple(x_shape[:2]) + (OH, OW), "gy")
+    gx = np.empty(tuple(x_shape), dtype=gy.dtype)
+    _avg_pool(gx, gy, gy, gx, KH, KW, sh, sw, ph, pw, bool(count_include_pad), div, True)
+    return gx
+
+
+def matmul(a, b):
+    """c = a @ b for 2-D a (M, K), b (K, N) via BLAS.
+
+    Plain ``np.dot``: BLAS reads transposed views (``W.T``) through its
+    transpose flags without a copy, and calling it from Python avoids a Numba
+    dispatch on top of an already-tiny FC-layer GEMM.
+    """
+    a = np.asarray(a)
+    if a.dtype.type not in _FLOATS:
+        raise TypeError(f"a must be float32 or float64, got {a.dtype}")
+    b = np.asarray(b, dtype=a.dtype)
+    shapes.check_matmul(a.shape, b.shape)
+    return np.dot(a, b)
+
+
+def matmul_blocked(a, b, block=(64, 128, 128)):
+    """c = a @ b with the hand-written cache-blocked parallel kernel (teaching version).
+
+    ``block`` = (rows, columns, k-panel) of a tile.
+    """
+    a = _float_c(a, "a")
+    b = _float_c(b, "b", a.dtype)
+    M, N = shapes.check_matmul(a.shape, b.shape)
+    c = np.empty((M, N), dtype=a.dtype)
+    MB, NB, KB = block
+    _matmul_blocked(a, b, c, MB, NB, KB)
+    return c

@@ -1,0 +1,89 @@
+r"""Convolution and transposed convolution as differentiable Functions.
+
+The lecture's convolution (a cross-correlation, as in every deep-learning
+library), with stride s, dilation d, padding and groups:
+
+    y[n, o, i, j] = b[o] + \sum_c \sum_p \sum_q x_pad[n, c, i s + p d, j s + q d] \, w[o, c, p, q]
+
+It is linear in x and in w, which gives three operations that are each
+other's adjoints:
+
+* ``Conv2d``        y  = conv(x, w)
+* ``ConvTranspose`` gx = convᵀ(gy, w): the input gradient, a "full"
+  correlation with the flipped kernel — and, used forwards, the learnable
+  upsampling layer ``conv_transpose2d``
+* ``ConvWeight``    gw = correlation of the input with the output gradient
+
+Each backward is written with the other two, so gradients of gradients work.
+The arithmetic happens in the kernel twins (``tinygrad_cv.kernels``): the
+readable reference or the Numba CPU version, chosen by
+``kernels.use_backend``.
+"""
+from __future__ import annotations
+
+from .. import kernels
+from ..autograd import Function
+
+
+class Conv2d(Function):
+    """y = conv(x, w) + b. ``pad4`` is (top, bottom, left, right)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pad4, dilation, groups):
+        ctx.args = stride, pad4, dilation, groups
+        ctx.save_for_backward(x, w)
+        return kernels.get_backend().conv2d_forward(x, w, b, stride, pad4, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        stride, pad4, dilation, groups = ctx.args
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = ConvTranspose.apply(grad, w, None, stride, pad4, dilation, groups, x.shape[2:]) if need_x else None
+        gw = ConvWeight.apply(x, grad, w.shape, stride, pad4, dilation, groups) if need_w else None
+        gb = grad.sum((0, 2, 3)) if need_b else None
+        return gx, gw, gb, None, None, None, None
+
+
+class ConvTranspose(Function):
+    """y = convᵀ(x, w) + b with spatial output size ``out_hw`` (w: (C_in, C_out/groups, KH, KW))."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pad4, dilation, groups, out_hw):
+        ctx.args = stride, pad4, dilation, groups
+        ctx.save_for_backward(x, w)
+        out_shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
+        y = kernels.get_backend().conv2d_backward_input(x, w, out_shape, stride, pad4, dilation, groups)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        stride, pad4, dilation, groups = ctx.args
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        # convᵀ's adjoint in x is conv itself; in w it is the weight correlation with roles swapped
+        gx = Conv2d.apply(grad, w, None, stride, pad4, dilation, groups) if need_x else None
+        gw = ConvWeight.apply(grad, x, w.shape, stride, pad4, dilation, groups) if need_w else None
+        gb = grad.sum((0, 2, 3)) if need_b else None
+        return gx, gw, gb, None, None, None, None, None
+
+
+class ConvWeight(Function):
+    """gw[o, c, p, q] = \\sum_{n,i,j} x_pad[n, c, i s + p d, j s + q d] gy[n, o, i, j]."""
+
+    @staticmethod
+    def forward(ctx, x, gy, w_shape, stride, pad4, dilation, groups):
+        ctx.args = stride, pad4, dilation, groups
+        ctx.save_for_backward(x, gy)
+        return kernels.get_backend().conv2d_backward_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, gy = ctx.saved_tensors
+        stride, pad4, dilation, groups = ctx.args
+        # <G, gw(x, gy)> = <conv(x, G), gy> = <x, convᵀ(gy, G)>
+        gx = ConvTranspose.apply(gy, grad, None, stride, pad4, dilation, groups, x.shape[2:]) if ctx.needs_input_grad[0] else None
+        ggy = Conv2d.apply(x, grad, None, stride, pad4, dilation, groups) if ctx.needs_input_grad[1] else None
+        return gx, ggy, None, None, None, None, None
