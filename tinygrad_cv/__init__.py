@@ -5,6 +5,8 @@
 - ``Function``: the one way to write a differentiable operation (``tinygrad_cv.autograd``)
 - ``functional`` (``F``): activations, losses and CNN operations
 - ``gradcheck``: finite-difference checking of gradients
+- ``nn``, ``optim``: modules, layers, losses, optimizers and schedulers
+- ``data``, ``models``, ``checkpoint``: datasets and loaders, LeNet-5, safetensors checkpoints
 """
 from . import autograd, functional
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -19,5 +21,6 @@ from .tensor import (
     where, zeros, zeros_like,
 )
 from .viz import to_dot
+from . import nn, optim  # noqa: E402  (after the core: they are built on it)
 
 __version__ = "0.1.0"
