@@ -1,0 +1,126 @@
+"""Seconds per 60,000-image LeNet-5 training epoch: tinygrad_cv next to PyTorch.
+
+Trains LeNet-5 (ReLU, max-pool; Adam; float32) on random MNIST-shaped batches
+(speed does not depend on the pixel values) for ``--steps`` batches and
+scales the time to one 60,000-image epoch. When torch is installed the
+identical model and optimizer run in PyTorch in the same process, with the
+same thread count, and the ratio is printed.
+
+    python bench/lenet_epoch.py                      # batch 64 and 256
+    python bench/lenet_epoch.py --batch-sizes 64 --profile
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+import tinygrad_cv as tg
+import tinygrad_cv.functional as F
+from tinygrad_cv import optim
+from tinygrad_cv.models import LeNet5
+
+EPOCH = 60_000
+
+
+def batches(batch, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((steps, batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, size=(steps, batch)).astype(np.int64)
+    return x, y
+
+
+def time_ours(batch, steps, warmup, profile=False):
+    tg.manual_seed(0)
+    model = LeNet5()
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    xs, ys = batches(batch, steps + warmup)
+    parts = {"forward": 0.0, "backward": 0.0, "step": 0.0}
+
+    def one(i, record):
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(tg.from_numpy(xs[i])), tg.from_numpy(ys[i]))
+        t1 = time.perf_counter()
+        opt.zero_grad()
+        loss.backward()
+        t2 = time.perf_counter()
+        opt.step()
+        t3 = time.perf_counter()
+        if record:
+            parts["forward"] += t1 - t0
+            parts["backward"] += t2 - t1
+            parts["step"] += t3 - t2
+        return loss
+
+    for i in range(warmup):
+        one(i, False)
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        one(i, True)
+    elapsed = time.perf_counter() - t0
+    return elapsed, parts
+
+
+def time_torch(batch, steps, warmup):
+    import torch
+    from torch import nn as tnn
+
+    torch.manual_seed(0)
+    model = tnn.Sequential(
+        tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
+        tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2),
+        tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10),
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xs, ys = batches(batch, steps + warmup)
+    xs, ys = torch.from_numpy(xs), torch.from_numpy(ys)
+
+    def one(i):
+        loss = tnn.functional.cross_entropy(model(xs[i]), ys[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for i in range(warmup):
+        one(i)
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        one(i)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--steps", type=int, default=None, help="timed batches (default: about 1/4 epoch)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="split our time into forward / backward / optimizer")
+    args = ap.parse_args()
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        print("(torch not installed: printing tinygrad_cv only; `pip install torch==2.13.0` to compare)")
+    print(f"LeNet-5, Adam, float32, {os.cpu_count()} CPU threads; seconds per {EPOCH}-image epoch")
+    print(f"{'batch':>6s} {'tinygrad_cv':>12s} {'PyTorch':>9s} {'ratio':>7s}")
+    for bs in args.batch_sizes:
+        steps = args.steps or max(EPOCH // bs // 4, 10)
+        ours, parts = time_ours(bs, steps, args.warmup)
+        scale = EPOCH / (bs * steps)
+        line = f"{bs:6d} {ours * scale:11.2f}s"
+        if have_torch:
+            theirs = time_torch(bs, steps, args.warmup)
+            line += f" {theirs * scale:8.2f}s {ours / theirs:6.2f}x"
+        print(line)
+        if args.profile:
+            total = sum(parts.values())
+            print("       " + ", ".join(f"{k} {v * scale:.2f}s ({100 * v / total:.0f}%)" for k, v in parts.items()))
+
+
+if __name__ == "__main__":
+    main()

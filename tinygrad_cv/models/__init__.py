@@ -1,0 +1,4 @@
+"""Reference network architectures."""
+from .lenet import LeNet5
+
+__all__ = ["LeNet5"]
