@@ -427,7 +427,7 @@ class Tensor(Node):
         return E.Sigmoid.apply(self._float())
 
     def relu(self):
-        return E.LeakyReLU.apply(self, 0.0)
+        return E.ReLU.apply(self)
 
     def leaky_relu(self, negative_slope=0.01):
         return E.LeakyReLU.apply(self, negative_slope)

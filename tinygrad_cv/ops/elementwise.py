@@ -297,6 +297,19 @@ class Sigmoid(Function):
         return grad * out * (1 - out)
 
 
+class ReLU(Function):
+    """max(a, 0). The derivative is 1 where a > 0 and 0 elsewhere (0 at the kink, as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.positive = a > 0
+        return np.maximum(a, 0, dtype=a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return Where.apply(ctx.positive, grad, grad._wrap(np.zeros((), grad.dtype)))
+
+
 class LeakyReLU(Function):
     """max(a, 0) + slope * min(a, 0); slope 0 is ReLU. The derivative at 0 is taken as slope."""
 
