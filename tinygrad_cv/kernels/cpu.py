@@ -4,43 +4,58 @@ Every public function here has the signature and the semantics of its twin in
 ``reference.py`` (which is the readable definition and the test oracle); this
 module only differs in *how* the numbers are computed.
 
-Strategy per kernel (numbers: batch 64, float32, 2 cores, median of repeats,
-measured with ``bench/kernels.py``; see the table in that file's docstring)
--------------------------------------------------------------------------------
-Two ways to compute a convolution are implemented and chosen per call by
-:func:`_use_gemm`:
+Strategy per kernel
+-------------------
+Two ways to compute a convolution are implemented; :func:`_use_gemm` picks
+one per pass:
 
 * **direct** - ``prange`` over independent output planes; each work item
   accumulates ``w[o,c,p,q] * x_shifted`` into a private buffer.  The trick
   that makes it fast: the input is copied once into a zero-padded buffer whose
   rows are ``Wp`` wide, and for stride 1 the output is computed on that same
   ``Wp``-wide grid.  Then "shift the input by tap (p, q)" is a constant offset
-  into a flat array and every tap is a single long, unit-stride
+  into a flat array and every tap is one long unit-stride
   ``acc[j] += w * x[j + off]`` loop (~900 elements for LeNet's first layer)
-  that LLVM vectorises, instead of 28 short rows with bounds checks.  The few
-  junk columns (``Wp - OW`` per row) are cropped at the end.
+  that LLVM vectorises (AVX-512 here), instead of 28 short rows with bounds
+  checks; the few junk columns (``Wp - OW`` per row) are cropped at the end.
+  Four taps are applied per pass over ``acc`` (1.9x faster than one: the
+  loop is bound by ``acc`` loads/stores, not by arithmetic).  For stride 1,
+  backward-input is the same kernel run on gy padded by ``d*(k-1) - pad``
+  with the flipped, channel-transposed kernel (a gather instead of a
+  scatter); strided backward-input uses a scatter kernel over (n, c) planes.
 * **gemm** - im2col into a ``(C*KH*KW, n*OH*OW)`` matrix for a chunk of images
-  (Numba, parallel), one BLAS GEMM per group (``np.dot`` in Python, so the
+  (Numba, parallel), one BLAS GEMM per group (``np.dot`` from Python, so the
   BLAS library's own threads run it), and a parallel copy back to NCHW.
   Backward-input is GEMM + col2im, backward-weight is im2col + GEMM.
 
-Measured (ms, fwd / bwd_input / bwd_weight):
+Measured with both paths forced (ms, min of 15-40 runs; float32, batch 64,
+2 cores; ranges are over repeated runs - other processes shared this box):
 
-================================  ====================  ====================
-layer                             direct                gemm
-================================  ====================  ====================
-conv 1->6 5x5 p2 on 28x28         see bench docstring   see bench docstring
-================================  ====================  ====================
+=========================  ==========  ===================  ===================
+layer                      pass        direct               gemm
+=========================  ==========  ===================  ===================
+conv 1->6 5x5 p2, 28x28    fwd         0.44 - 0.61          0.66 - 1.39
+(K = 25, 7.5 M MAC)        bwd_input   0.48 - 0.65          0.61 - 1.26
+                           bwd_weight  1.02 - 1.30          1.33 - 1.96
+conv 6->16 5x5, 14x14      fwd         0.82 - 0.88          0.89 - 1.61
+(K = 150, 15 M MAC)        bwd_input   1.27 - 1.46          0.83 - 1.57
+                           bwd_weight  1.79 - 2.34          1.12 - 2.51
+conv 64->64 3x3 p1, 32x32  fwd         57                   40 - 50
+(K = 576, 2.4 G MAC)       bwd_input   62                   46 - 55
+                           bwd_weight  206                  45 - 53
+=========================  ==========  ===================  ===================
 
-The rule in :func:`_use_gemm`: im2col+GEMM when the reduction length per group
-``C/g*KH*KW`` is large enough for BLAS to win (a GEMM with a tiny inner
-dimension is memory bound and the im2col copy is pure overhead), direct loops
-otherwise and for many-group (depthwise-like) convolutions, where the per-group
-GEMMs would be tiny.
+So: direct for short reductions (K < 64, i.e. LeNet's first layer) and for
+many groups; GEMM for the weight gradient once K >= 64; GEMM for forward and
+backward-input only when there is also enough work (>= 2**27 multiply-adds)
+to pay for handing the cores from Numba's thread pool to BLAS's and back
+(each hand-over costs ~0.5 ms here: im2col 0.49 + GEMM 0.26 + copy-back 0.06
+ms measured separately became 2.0 ms in sequence on LeNet's second layer).
 
 Pooling is direct (``prange`` over (n, c) planes; there is no arithmetic to
-give to BLAS).  ``matmul`` is ``np.dot`` (BLAS); ``matmul_blocked`` is the
-hand-written cache-blocked teaching version.
+give to BLAS), with branch-free max selection (1.5x faster than ``if``).
+``matmul`` is ``np.dot`` (BLAS); ``matmul_blocked`` is the hand-written
+cache-blocked teaching version (4-9x slower than BLAS, see bench).
 
 Race freedom and determinism
 ----------------------------
@@ -62,8 +77,16 @@ next call is a multi-threaded BLAS call (the GEMM path, or any ``x @ W`` in a
 model), the BLAS thread then competes with a spinning OpenMP thread for one of
 the two cores, and a 0.3 ms GEMM took 8 ms.  ``OMP_WAIT_POLICY=PASSIVE``
 (set below only if the user has not chosen a value) makes idle OpenMP threads
-sleep instead; it must be in the environment before the OpenMP runtime starts,
-i.e. before the first parallel Numba call in the process.
+sleep instead.  Measured on a LeNet-like sequence (conv, pool, conv, FC
+matmul): median 4.0 ms passive vs 8.0 ms with the default spinning.  The price
+is the wake-up of a sleeping worker on every parallel call: an isolated
+small kernel is 15-50 % slower than with spinning (LeNet conv2 forward
+0.95 vs 0.80 ms, a small max pool 0.60 vs 0.34 ms, medians).
+
+The variable must be in the environment before the OpenMP runtime starts,
+i.e. before the first parallel Numba call in the process - and before
+``import torch``, whose libgomp has the same soname and is then the one Numba
+uses.
 """
 from __future__ import annotations
 
@@ -99,10 +122,12 @@ _SEQ = dict(cache=True, fastmath=False, nogil=True)
 # Test hook: None = heuristic, "direct" or "gemm" forces a convolution path.
 _FORCE_STRATEGY: str | None = None
 
-# Upper bound on the im2col buffer, in elements.  8 Mi float32 = 32 MiB; big
-# enough that LeNet runs as one chunk, small enough that a 64-channel layer
-# keeps its working set near the (32 MiB) last-level cache.
-_COL_BUDGET = 1 << 21
+# Upper bound on the im2col buffer, in elements (1 Mi = 4 MiB in float32).
+# LeNet's layers fit in one chunk; the 64-channel 32x32 layer is cut into
+# chunks of ~2 images so that the column block the GEMM streams through stays
+# cache-resident (measured on that layer: 1 Mi elements was the best of
+# 0.5/1/2/4/8/16 Mi, by 10-40 %, though this box's timing noise is of that order).
+_COL_BUDGET = 1 << 20
 
 
 # ==========================================================================
@@ -254,41 +279,65 @@ def _conv_bwd_weight_direct(xp, Wp, gys, gs, gw, OH, OW, sh, sw, dh, dw, groups)
     """gw[o, c, p, q] = sum_n sum_{i,j} gy[n, o, i, j] * xp[n, c, i*s + p*d, j*s + q*d].
 
     One work item per (o, c) pair owns gw[o, c, :, :].  The sum over output
-    positions is first done elementwise into a buffer (vectorises without
-    reassociating anything), then that buffer is summed in index order.
+    positions is first done elementwise into per-tap buffers (vectorises
+    without reassociating anything), then each buffer is summed in index
+    order.  For stride 1 the positions are walked in blocks of JB: the
+    buffers of all KH*KW taps for one block fit in L1 and every image's gy
+    and x block is read once for all taps, instead of once per tap.
     """
-    N = xp.shape[0]
+    N, C = xp.shape[0], xp.shape[1]
     O, Cg, KH, KW = gw.shape
+    T = KH * KW
     Og = O // groups
     unit = sh == 1 and sw == 1
-    L = (OH - 1) * Wp + OW if unit else OW
+    JB = 256
+    offs = np.empty(T, dtype=np.int64)
+    for p in range(KH):
+        for q in range(KW):
+            offs[p * KW + q] = p * dh * Wp + q * dw
     for t in prange(O * Cg):
         o = t // Cg
         cl = t - o * Cg
         c = (o // Og) * Cg + cl
-        tmp = np.empty(L, dtype=gw.dtype)
-        for p in range(KH):
-            for q in range(KW):
-                tmp[:] = 0
-                off = p * dh * Wp + q * dw
+        sums = np.zeros(T, dtype=gw.dtype)
+        if unit:
+            L = (OH - 1) * Wp + OW
+            tmp = np.empty((T, JB), dtype=gw.dtype)
+            for j0 in range(0, L, JB):
+                jl = min(JB, L - j0)
+                tmp[:, :] = 0
+                for n in range(N):
+                    a = gys[n, o, j0:j0 + jl]
+                    xs = xp[n, c]
+                    for k in range(T):
+                        bb = xs[offs[k] + j0:offs[k] + j0 + jl]
+                        tk = tmp[k]
+                        for j in range(jl):
+                            tk[j] += a[j] * bb[j]
+                for k in range(T):
+                    sk = sums[k]
+                    tk = tmp[k]
+                    for j in range(jl):
+                        sk += tk[j]
+                    sums[k] = sk
+        else:
+            tmp1 = np.empty(OW, dtype=gw.dtype)
+            for k in range(T):
+                tmp1[:] = 0
                 for n in range(N):
                     gplane = gys[n, o]
                     xplane = xp[n, c]
-                    if unit:
-                        a = gplane[:L]
-                        bb = xplane[off:off + L]
-                        for j in range(L):
-                            tmp[j] += a[j] * bb[j]
-                    else:
-                        for i in range(OH):
-                            a = gplane[i * gs:i * gs + OW]
-                            bb = xplane[off + i * sh * Wp:]
-                            for v in range(OW):
-                                tmp[v] += a[v] * bb[v * sw]
-                s = tmp[0]
-                for j in range(1, L):
-                    s += tmp[j]
-                gw[o, cl, p, q] = s
+                    for i in range(OH):
+                        a = gplane[i * gs:i * gs + OW]
+                        bb = xplane[offs[k] + i * sh * Wp:]
+                        for v in range(OW):
+                            tmp1[v] += a[v] * bb[v * sw]
+                sk = sums[k]
+                for v in range(OW):
+                    sk += tmp1[v]
+                sums[k] = sk
+        for k in range(T):
+            gw[o, cl, k // KW, k % KW] = sums[k]
 
 
 @njit(**_PAR)
@@ -398,6 +447,10 @@ def _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
     """
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
+    # the in-range taps of every window column, computed once, not per plane
+    qr = np.empty((OW, 2), dtype=np.int64)
+    for j in range(OW):
+        qr[j, 0], qr[j, 1] = _tap_range(j * sw - pw, dw, KW, W)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -409,11 +462,17 @@ def _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
             plo, phi = _tap_range(hb, dh, KH, H)
             for j in range(OW):
                 wb = j * sw - pw
-                qlo, qhi = _tap_range(wb, dw, KW, W)
+                qlo, qhi = qr[j, 0], qr[j, 1]
                 h = hb + plo * dh
                 v = wb + qlo * dw
-                best = xs[h, v]
                 arg = h * W + v
+                if plo >= phi or qlo >= qhi:
+                    # a dilated window can miss the input entirely: PyTorch
+                    # gives -inf and the (out-of-plane) seed index
+                    ys[i, j] = -np.inf
+                    ids[i, j] = arg
+                    continue
+                best = xs[h, v]
                 for p in range(plo, phi):
                     h = hb + p * dh
                     row = xs[h]
@@ -444,7 +503,9 @@ def _max_pool_bwd(gy, idx, gx):
         g = gy[n, c].reshape(P)
         ii = idx[n, c].reshape(P)
         for j in range(P):
-            dst[ii[j]] += g[j]
+            k = ii[j]
+            if k >= 0 and k < HW:  # windows that missed the input route nowhere
+                dst[k] += g[j]
 
 
 @njit(**_SEQ)
@@ -587,16 +648,29 @@ def _spread_rows(gy, Wp):
     return out
 
 
-def _use_gemm(Cg, KH, KW, groups, P) -> bool:
-    """im2col + BLAS for long reductions, direct loops for short ones (see module doc)."""
+def _use_gemm(kind, N, O, Cg, KH, KW, groups, P) -> bool:
+    """Pick the convolution path for one pass (see the module docstring for the numbers).
+
+    kind is "forward" / "input" / "weight".  im2col+GEMM needs a long
+    reduction per group (K = C/g*KH*KW) for BLAS to beat the direct loops, and
+    few groups (one GEMM each).  Forward and backward-input additionally need
+    enough total work to amortise the hand-over between the Numba and the
+    BLAS thread pools (about 0.5 ms per switch on two cores): LeNet's second
+    layer (15 M multiply-adds) is faster direct, a 64-channel 32x32 layer
+    (2.4 G) with GEMM.  Backward-weight's direct kernel is a reduction over the
+    whole batch per (o, c) pair and loses to BLAS already at LeNet's size.
+    """
     if _FORCE_STRATEGY is not None:
         return _FORCE_STRATEGY == "gemm"
-    return groups <= 4 and Cg * KH * KW >= _GEMM_MIN_K
+    K = Cg * KH * KW
+    if groups > 4 or K < _GEMM_MIN_K:
+        return False
+    return kind == "weight" or N * O * P * K >= _GEMM_MIN_WORK
 
 
-# Reduction length per group from which im2col+GEMM beats the direct loops
-# (measured; see module docstring).
+# Thresholds of _use_gemm (measured on the bench shapes; see module docstring).
 _GEMM_MIN_K = 64
+_GEMM_MIN_WORK = 1 << 27
 
 
 def _chunk(N, rows, P):
@@ -613,7 +687,7 @@ def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
     if b is None:
         b = np.zeros(O, dtype=x.dtype)
-    if not _use_gemm(Cg, KH, KW, groups, OH * OW):
+    if not _use_gemm("forward", N, O, Cg, KH, KW, groups, OH * OW):
         _conv_fwd_direct(xp, Wp, w, b, y, sh, sw, dh, dw, groups)
         return y
     P = OH * OW
@@ -649,7 +723,7 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
     R = _rows_needed(OH, KH, sh, dh)
     Wp = W + pl + pr
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
-    if not _use_gemm(Cg, KH, KW, groups, OH * OW):
+    if not _use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW):
         if sh == 1 and sw == 1:
             # Stride 1: the adjoint is itself a correlation, of gy padded by
             # d*(k-1) - p with the flipped, channel-transposed kernel, so the
@@ -688,7 +762,7 @@ def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups):
     dh, dw = dilation
     xp, Wp, R = _padded_input(x, pad4, KH, OH, sh, dh)
     gw = np.empty((O, Cg, KH, KW), dtype=x.dtype)
-    if not _use_gemm(Cg, KH, KW, groups, OH * OW):
+    if not _use_gemm("weight", N, O, Cg, KH, KW, groups, OH * OW):
         if sh == 1 and sw == 1:
             gys, gs = _spread_rows(gy, Wp), Wp
         else:
@@ -800,7 +874,12 @@ def conv_transpose2d_backward_weight(x, gy, w_shape, stride, padding, dilation, 
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
-    """Max pooling with int64 flat indices (first max wins; NaN propagates, last NaN's index)."""
+    """Max pooling with int64 flat indices (first max wins; NaN propagates, last NaN's index).
+
+    A window that contains no input element (only possible with dilation)
+    gives -inf and an index outside the plane, as in PyTorch; the backward
+    pass ignores such indices.
+    """
     x = _float_c(x, "x")
     (KH, KW), (sh, sw), (ph, pw), (dh, dw) = shapes.pool_args(kernel_size, stride, padding, dilation)
     OH, OW = shapes.check_pool2d(x.shape, (KH, KW), (sh, sw), (ph, pw), (dh, dw), ceil_mode, "max_pool2d")
@@ -818,8 +897,6 @@ def max_pool2d_backward(gy, indices, x_shape):
     N, C, H, W = shapes.check_4d(x_shape, "x_shape")
     if indices.shape != gy.shape or gy.shape[:2] != (N, C):
         raise ValueError(f"gy {gy.shape} and indices {indices.shape} must have the same shape (N={N}, C={C}, OH, OW)")
-    if indices.size and (indices.min() < 0 or indices.max() >= H * W):
-        raise ValueError(f"indices must lie in [0, {H * W}) for planes of {H} x {W}")
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
     _max_pool_bwd(gy, indices, gx)
     return gx

@@ -269,6 +269,11 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     replaces the current best if it is strictly greater, so the FIRST maximum
     wins.  NaN rule (PyTorch's): a NaN always replaces the current best, so a
     window containing NaN yields NaN, with the index of its LAST NaN.
+
+    A window that contains no input element at all (possible only with
+    dilation, e.g. taps at -1 and 1 on a 1-pixel input) yields -inf and the
+    index PyTorch seeds it with, which lies outside the plane;
+    ``max_pool2d_backward`` ignores such indices.
     """
     x = _float_array(x, "x")
     kernel_size, stride, padding, dilation = shapes.pool_args(kernel_size, stride, padding, dilation)
@@ -322,7 +327,9 @@ def max_pool2d_backward(gy, indices, x_shape):
     gx = np.zeros((N, C, H * W), dtype=gy.dtype)
     for n in range(N):
         for c in range(C):
-            np.add.at(gx[n, c], indices[n, c].ravel(), gy[n, c].ravel())
+            k, g = indices[n, c].ravel(), gy[n, c].ravel()
+            inside = (k >= 0) & (k < H * W)  # a window that missed the input routes nowhere
+            np.add.at(gx[n, c], k[inside], g[inside])
     return gx.reshape(N, C, H, W)
 
 

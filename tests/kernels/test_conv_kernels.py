@@ -1,0 +1,268 @@
+"""Convolution kernels: cpu twin == reference twin, shapes, adjoints, determinism, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernel_test_utils import DTYPES, assert_close, conv_configs, conv_strategy, make_array, vdot
+from tinygrad_cv import kernels
+from tinygrad_cv.kernels import cpu, reference as ref, shapes
+
+STRATEGIES = ["direct", "gemm"]
+
+
+def _data(cfg, dtype, with_bias=True, n_bias=None):
+    rng = np.random.default_rng(cfg["seed"])
+    x = make_array(rng, cfg["x_shape"], dtype, cfg["layout"])
+    w = make_array(rng, cfg["w_shape"], dtype, cfg["layout"])
+    n_bias = cfg["w_shape"][0] if n_bias is None else n_bias
+    b = rng.standard_normal(n_bias).astype(dtype) if with_bias else None
+    return rng, x, w, b
+
+
+def _args(cfg):
+    return cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=20)
+@given(cfg=conv_configs())
+def test_conv2d_cpu_matches_reference(strategy, dtype, cfg):
+    rng, x, w, b = _data(cfg, dtype)
+    s, p, d, g = _args(cfg)
+    with conv_strategy(strategy):
+        y = cpu.conv2d_forward(x, w, b, s, p, d, g)
+        y_ref = ref.conv2d_forward(x, w, b, s, p, d, g)
+        # output shape is PyTorch's formula
+        oh, ow = shapes.conv2d_output_size(x.shape[2:], w.shape[2:], s, p, d)
+        assert y.shape == (x.shape[0], w.shape[0], oh, ow)
+        scale = ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), s, p, d, g)
+        assert_close(y, y_ref, scale, dtype)
+
+        gy = make_array(rng, y.shape, dtype, cfg["layout"])
+        gx = cpu.conv2d_backward_input(gy, w, x.shape, s, p, d, g)
+        gx_ref = ref.conv2d_backward_input(gy, w, x.shape, s, p, d, g)
+        assert_close(gx, gx_ref, ref.conv2d_backward_input(np.abs(gy), np.abs(w), x.shape, s, p, d, g), dtype)
+
+        gw = cpu.conv2d_backward_weight(x, gy, w.shape, s, p, d, g)
+        gw_ref = ref.conv2d_backward_weight(x, gy, w.shape, s, p, d, g)
+        assert_close(gw, gw_ref, ref.conv2d_backward_weight(np.abs(x), np.abs(gy), w.shape, s, p, d, g), dtype)
+
+
+@pytest.mark.parametrize("twin", ["reference", "cpu-direct", "cpu-gemm"])
+@settings(deadline=None, max_examples=20)
+@given(cfg=conv_configs())
+def test_conv2d_backward_kernels_are_adjoints(twin, cfg):
+    """<conv(x), gy> == <x, backward_input(gy)> == <w, backward_weight(x, gy)> (bilinearity)."""
+    name, _, strategy = twin.partition("-")
+    k = kernels.get_backend(name)
+    rng, x, w, _ = _data(cfg, np.float64, with_bias=False)
+    s, p, d, g = _args(cfg)
+    with conv_strategy(strategy or None):
+        y = k.conv2d_forward(x, w, None, s, p, d, g)
+        gy = rng.standard_normal(y.shape)
+        lhs = vdot(y, gy)
+        via_input = vdot(x, k.conv2d_backward_input(gy, w, x.shape, s, p, d, g))
+        via_weight = vdot(w, k.conv2d_backward_weight(x, gy, w.shape, s, p, d, g))
+    scale = vdot(ref.conv2d_forward(np.abs(x), np.abs(w), None, s, p, d, g), np.abs(gy)) + 1e-300
+    assert abs(lhs - via_input) <= 1e-12 * scale
+    assert abs(lhs - via_weight) <= 1e-12 * scale
+
+
+@st.composite
+def transpose_configs(draw):
+    cfg = draw(conv_configs(max_pad=1))
+    s, d = cfg["stride"], cfg["dilation"]
+    # output_padding must be < stride or < dilation, per dimension
+    op = tuple(draw(st.integers(0, max(s[i], d[i]) - 1)) for i in range(2))
+    n, c, h, w = cfg["x_shape"]
+    o, cg, kh, kw = cfg["w_shape"]
+    # conv_transpose2d weight is (C_in, C_out/groups, KH, KW): reuse the conv
+    # weight shape with C_in = o (the conv's output channels)
+    cfg["x_shape"] = (n, o, h, w)
+    cfg["output_padding"] = op
+    try:
+        shapes.conv_transpose2d_output_size((h, w), (kh, kw), s, cfg["padding"], op, d)
+    except ValueError:
+        cfg["output_padding"] = None
+    return cfg
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=20)
+@given(cfg=transpose_configs())
+def test_conv_transpose2d_cpu_matches_reference_and_adjoints(dtype, cfg):
+    from hypothesis import assume
+
+    assume(cfg["output_padding"] is not None)
+    rng, x, w, b = _data(cfg, dtype, n_bias=cfg["w_shape"][1] * cfg["groups"])
+    s, p, d, g = _args(cfg)
+    op = cfg["output_padding"]
+    y = cpu.conv_transpose2d_forward(x, w, b, s, p, op, g, d)
+    y_ref = ref.conv_transpose2d_forward(x, w, b, s, p, op, g, d)
+    oh, ow = shapes.conv_transpose2d_output_size(x.shape[2:], w.shape[2:], s, p, op, d)
+    assert y.shape == (x.shape[0], w.shape[1] * g, oh, ow)
+    scale = ref.conv_transpose2d_forward(np.abs(x), np.abs(w), np.abs(b), s, p, op, g, d)
+    assert_close(y, y_ref, scale, dtype)
+
+    gy = make_array(rng, y.shape, dtype, cfg["layout"])
+    gx = cpu.conv_transpose2d_backward_input(gy, w, s, p, d, g, x_shape=x.shape)
+    gx_ref = ref.conv_transpose2d_backward_input(gy, w, s, p, d, g, x_shape=x.shape)
+    assert gx.shape == x.shape
+    assert_close(gx, gx_ref, ref.conv_transpose2d_backward_input(np.abs(gy), np.abs(w), s, p, d, g, x_shape=x.shape), dtype)
+    gw = cpu.conv_transpose2d_backward_weight(x, gy, w.shape, s, p, d, g)
+    gw_ref = ref.conv_transpose2d_backward_weight(x, gy, w.shape, s, p, d, g)
+    assert_close(gw, gw_ref, ref.conv_transpose2d_backward_weight(np.abs(x), np.abs(gy), w.shape, s, p, d, g), dtype)
+
+    if dtype == np.float64:
+        y0 = cpu.conv_transpose2d_forward(x, w, None, s, p, op, g, d)
+        lhs = vdot(y0, gy)
+        big = vdot(np.abs(y0), np.abs(gy)) + vdot(ref.conv_transpose2d_forward(np.abs(x), np.abs(w), None, s, p, op, g, d), np.abs(gy)) + 1e-300
+        assert abs(lhs - vdot(x, gx)) <= 1e-12 * big
+        assert abs(lhs - vdot(w, gw)) <= 1e-12 * big
+
+
+def test_conv_transpose2d_output_padding_beyond_stride_crops():
+    """output_padding >= stride (allowed when < dilation): conv2d of gy has an extra row."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 3, 3))
+    w = rng.standard_normal((2, 1, 2, 2))
+    y = cpu.conv_transpose2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1, (2, 2))
+    assert y.shape == (1, 1, 6, 6)
+    gy = rng.standard_normal(y.shape)
+    full = cpu.conv_transpose2d_backward_input(gy, w, (1, 1), (0, 0), (2, 2), 1)
+    assert full.shape == (1, 2, 4, 4)
+    gx = cpu.conv_transpose2d_backward_input(gy, w, (1, 1), (0, 0), (2, 2), 1, x_shape=x.shape)
+    np.testing.assert_array_equal(gx, full[:, :, :3, :3])
+    assert abs(vdot(y, gy) - vdot(x, gx)) < 1e-10 * (1 + abs(vdot(y, gy)))
+    gw = cpu.conv_transpose2d_backward_weight(x, gy, w.shape, (1, 1), (0, 0), (2, 2), 1)
+    assert abs(vdot(y, gy) - vdot(w, gw)) < 1e-10 * (1 + abs(vdot(y, gy)))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_same_padding_even_kernel_is_asymmetric(strategy):
+    """padding='same' with an even kernel pads one more on the bottom/right, like PyTorch."""
+    pad = shapes.resolve_padding("same", (4, 2), 1, (1, 1))
+    assert pad == (1, 2, 0, 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 4, 2))
+    with conv_strategy(strategy):
+        y = cpu.conv2d_forward(x, w, None, 1, pad, 1, 1)
+    assert y.shape[2:] == x.shape[2:]
+    # same as padding explicitly then a valid convolution
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 2), (0, 1)))
+    np.testing.assert_allclose(y, ref.conv2d_forward(xp, w, None, 1, 0, 1, 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_is_deterministic(strategy, dtype):
+    """Two runs give bit-identical gradients (no races, fixed reduction order)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((16, 6, 14, 14)).astype(dtype)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(dtype)
+    gy = rng.standard_normal((16, 16, 12, 12)).astype(dtype)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    with conv_strategy(strategy):
+        gx1 = cpu.conv2d_backward_input(gy, w, x.shape, *args)
+        gw1 = cpu.conv2d_backward_weight(x, gy, w.shape, *args)
+        for _ in range(3):
+            np.testing.assert_array_equal(cpu.conv2d_backward_input(gy, w, x.shape, *args), gx1)
+            np.testing.assert_array_equal(cpu.conv2d_backward_weight(x, gy, w.shape, *args), gw1)
+
+
+def test_gemm_path_chunks_over_the_batch(monkeypatch):
+    """A small im2col budget forces several chunks; the result must not change."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 4, 9, 9))
+    w = rng.standard_normal((6, 4, 3, 3))
+    gy = rng.standard_normal((5, 6, 9, 9))
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    with conv_strategy("gemm"):
+        expected = (cpu.conv2d_forward(x, w, None, *args), cpu.conv2d_backward_input(gy, w, x.shape, *args),
+                    cpu.conv2d_backward_weight(x, gy, w.shape, *args))
+        monkeypatch.setattr(cpu, "_COL_BUDGET", 36 * 81 * 2)  # two images per chunk
+        got = (cpu.conv2d_forward(x, w, None, *args), cpu.conv2d_backward_input(gy, w, x.shape, *args),
+               cpu.conv2d_backward_weight(x, gy, w.shape, *args))
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("twin", ["reference", "cpu"])
+def test_dtype_is_preserved_and_integers_rejected(twin):
+    k = kernels.get_backend(twin)
+    x = np.ones((1, 1, 4, 4), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float64)  # cast to x's dtype
+    assert k.conv2d_forward(x, w, None, 1, 0, 1, 1).dtype == np.float32
+    with pytest.raises(TypeError, match="float32 or float64"):
+        k.conv2d_forward(np.ones((1, 1, 4, 4), np.int64), w, None, 1, 0, 1, 1)
+
+
+@pytest.mark.parametrize("twin", ["reference", "cpu"])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kwargs, numbers",
+    [
+        ((1, 3, 4, 4), (2, 3, 5, 5), {}, ["4 x 4", "5 x 5"]),  # kernel larger than padded input
+        ((1, 3, 4, 4), (2, 3, 3, 3), {"dilation": 2}, ["4 x 4", "5 x 5"]),  # dilated kernel too big
+        ((1, 3, 4, 4), (2, 1, 3, 3), {"groups": 2}, ["in_channels=3", "groups=2"]),
+        ((1, 4, 4, 4), (3, 2, 3, 3), {"groups": 2}, ["out_channels=3", "groups=2"]),
+        ((1, 4, 4, 4), (2, 3, 3, 3), {}, ["(2, 3, 3, 3)", "3 channels", "4 channels"]),
+        ((1, 3, 4, 4), (2, 3, 3, 3), {"stride": 0}, ["stride", "(0, 0)"]),
+        ((1, 3, 4, 4), (2, 3, 3, 3), {"dilation": (1, 0)}, ["dilation", "(1, 0)"]),
+        ((1, 3, 4, 4), (2, 3, 3, 3), {"padding": (0, -1)}, ["padding", "-1"]),
+        ((3, 4, 4), (2, 3, 3, 3), {}, ["4-D", "(3, 4, 4)"]),
+    ],
+)
+def test_conv2d_impossible_configurations_raise(twin, x_shape, w_shape, kwargs, numbers):
+    k = kernels.get_backend(twin)
+    args = dict(stride=1, padding=0, dilation=1, groups=1)
+    args.update(kwargs)
+    x = np.zeros(x_shape)
+    w = np.zeros(w_shape)
+    with pytest.raises(ValueError) as info:
+        k.conv2d_forward(x, w, None, args["stride"], args["padding"], args["dilation"], args["groups"])
+    for s in numbers:
+        assert s in str(info.value), (s, str(info.value))
+
+
+@pytest.mark.parametrize("twin", ["reference", "cpu"])
+def test_conv_gradient_shape_mismatch_raises(twin):
+    k = kernels.get_backend(twin)
+    w = np.zeros((2, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"\(1, 2, 3, 3\).*\(1, 2, 2, 2\)"):
+        k.conv2d_backward_input(np.zeros((1, 2, 3, 3)), w, (1, 3, 4, 4), 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="bias"):
+        k.conv2d_forward(np.zeros((1, 3, 4, 4)), w, np.zeros(3), 1, 0, 1, 1)
+
+
+@pytest.mark.parametrize("twin", ["reference", "cpu"])
+def test_conv_transpose2d_impossible_configurations_raise(twin):
+    k = kernels.get_backend(twin)
+    x = np.zeros((1, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"output padding must be smaller than either stride or dilation.*\(1, 1\)"):
+        k.conv_transpose2d_forward(x, np.zeros((2, 1, 3, 3)), None, 1, 0, 1, 1, 1)
+    with pytest.raises(ValueError, match="3 channels.*2 channels|expects input with 3"):
+        k.conv_transpose2d_forward(x, np.zeros((3, 1, 3, 3)), None, 1, 0, 0, 1, 1)
+
+
+def test_backend_dispatch():
+    assert kernels.get_backend() is cpu
+    assert kernels.get_backend("reference") is ref
+    with kernels.use_backend("reference") as k:
+        assert k is ref
+        assert kernels.get_backend() is ref
+        assert kernels.active_backend_name() == "reference"
+    assert kernels.get_backend() is cpu
+    with pytest.raises(NotImplementedError, match="cuda"):
+        kernels.get_backend("cuda")
+    with pytest.raises(ValueError, match="unknown kernel backend 'tpu'"):
+        kernels.set_backend("tpu")
+    # both twins expose the same functions with the same signatures
+    import inspect
+
+    for name in ref.__all__:
+        assert inspect.signature(getattr(cpu, name)) == inspect.signature(getattr(ref, name)), name

@@ -1,0 +1,54 @@
+"""Matrix product kernels: BLAS matmul and the blocked teaching kernel against the triple loop."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernel_test_utils import DTYPES, assert_close
+from tinygrad_cv import kernels
+from tinygrad_cv.kernels import cpu, reference as ref
+
+
+def _operand(rng, shape, dtype, transposed):
+    if transposed:  # a transposed view, as in x @ W.T
+        return rng.standard_normal(shape[::-1]).astype(dtype).T
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=30)
+@given(m=st.integers(1, 70), k=st.integers(1, 70), n=st.integers(1, 70),
+       ta=st.booleans(), tb=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       block=st.sampled_from([(64, 128, 128), (3, 5, 7), (1, 1, 1)]))
+def test_matmul_twins_agree(dtype, m, k, n, ta, tb, seed, block):
+    rng = np.random.default_rng(seed)
+    a = _operand(rng, (m, k), dtype, ta)
+    b = _operand(rng, (k, n), dtype, tb)
+    expected = ref.matmul(a, b)
+    scale = ref.matmul(np.abs(a), np.abs(b))
+    for got in (cpu.matmul(a, b), cpu.matmul_blocked(a, b, block)):
+        assert got.shape == (m, n) and got.dtype == dtype
+        assert_close(got, expected, scale, dtype)
+
+
+def test_matmul_blocked_is_deterministic():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((130, 257)).astype(np.float32)
+    b = rng.standard_normal((257, 99)).astype(np.float32)
+    c = cpu.matmul_blocked(a, b)
+    for _ in range(3):
+        np.testing.assert_array_equal(cpu.matmul_blocked(a, b), c)
+
+
+@pytest.mark.parametrize("twin", ["reference", "cpu"])
+def test_matmul_shape_errors(twin):
+    k = kernels.get_backend(twin)
+    with pytest.raises(ValueError, match=r"\(2, 3\) @ \(4, 5\).*3 != 4"):
+        k.matmul(np.zeros((2, 3)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="2-D"):
+        k.matmul(np.zeros((2, 3, 4)), np.zeros((4, 5)))
+    if twin == "cpu":
+        with pytest.raises(ValueError, match=r"3 != 4"):
+            cpu.matmul_blocked(np.zeros((2, 3)), np.zeros((4, 5)))
