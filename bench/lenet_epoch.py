@@ -12,7 +12,11 @@ same thread count, and the ratio is printed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -91,33 +95,55 @@ def time_torch(batch, steps, warmup):
     return time.perf_counter() - t0
 
 
+def _child(framework, batch, steps, warmup, profile):
+    """Time one framework in this process and print a JSON line (run in a fresh process)."""
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        print(json.dumps({"seconds": time_torch(batch, steps, warmup)}))
+    else:
+        seconds, parts = time_ours(batch, steps, warmup)
+        print(json.dumps({"seconds": seconds, "parts": parts}))
+
+
+def _run(framework, batch, steps, warmup):
+    # Each framework gets its own process: both PyTorch and Numba drive OpenMP
+    # thread pools, and sharing one process slows whichever runs second.
+    cmd = [sys.executable, __file__, "--child", framework, "--batch-sizes", str(batch),
+           "--steps", str(steps), "--warmup", str(warmup)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{framework} run failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--steps", type=int, default=None, help="timed batches (default: about 1/4 epoch)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="split our time into forward / backward / optimizer")
+    ap.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    try:
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
-        have_torch = True
-    except ImportError:
-        have_torch = False
+    if args.child:
+        return _child(args.child, args.batch_sizes[0], args.steps, args.warmup, args.profile)
+    have_torch = importlib.util.find_spec("torch") is not None
+    if not have_torch:
         print("(torch not installed: printing tinygrad_cv only; `pip install torch==2.13.0` to compare)")
     print(f"LeNet-5, Adam, float32, {os.cpu_count()} CPU threads; seconds per {EPOCH}-image epoch")
     print(f"{'batch':>6s} {'tinygrad_cv':>12s} {'PyTorch':>9s} {'ratio':>7s}")
     for bs in args.batch_sizes:
         steps = args.steps or max(EPOCH // bs // 4, 10)
-        ours, parts = time_ours(bs, steps, args.warmup)
         scale = EPOCH / (bs * steps)
-        line = f"{bs:6d} {ours * scale:11.2f}s"
+        ours = _run("ours", bs, steps, args.warmup)
+        line = f"{bs:6d} {ours['seconds'] * scale:11.2f}s"
         if have_torch:
-            theirs = time_torch(bs, steps, args.warmup)
-            line += f" {theirs * scale:8.2f}s {ours / theirs:6.2f}x"
-        print(line)
+            theirs = _run("torch", bs, steps, args.warmup)["seconds"]
+            line += f" {theirs * scale:8.2f}s {ours['seconds'] / theirs:6.2f}x"
+        print(line, flush=True)
         if args.profile:
+            parts = ours["parts"]
             total = sum(parts.values())
             print("       " + ", ".join(f"{k} {v * scale:.2f}s ({100 * v / total:.0f}%)" for k, v in parts.items()))
 
