@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import tinygrad_cv as tg
+from tinygrad_cv import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [p for p in [ROOT / "README.md"] if p.is_file()]
@@ -66,10 +67,12 @@ def run_doc(path):
 def test_doc_examples_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     default_dtype = tg.get_default_dtype()
+    backend = kernels.active_backend_name()
     try:
         run_doc(path)
     finally:
         tg.set_default_dtype(default_dtype)  # a chapter may change it; later tests must not see that
+        kernels.set_backend(backend)  # likewise a chapter that fails while on the reference twin
 
 
 def test_only_python_blocks_are_collected():

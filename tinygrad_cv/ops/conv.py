@@ -21,8 +21,11 @@ readable reference or the Numba CPU version, chosen by
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import kernels
 from ..autograd import Function
+from .movement import Pad
 
 
 class Conv2d(Function):
@@ -46,11 +49,20 @@ class Conv2d(Function):
 
 
 class ConvTranspose(Function):
-    """y = convᵀ(x, w) + b with spatial output size ``out_hw`` (w: (C_in, C_out/groups, KH, KW))."""
+    """y = convᵀ(x, w) + b with spatial output size ``out_hw`` (w: (C_in, C_out/groups, KH, KW)).
+
+    When output_padding >= stride (allowed while it is below the dilation),
+    convolving the output back gives a map larger than x: x is then the
+    top-left corner of that map, and is zero-padded to it first.
+    """
 
     @staticmethod
     def forward(ctx, x, w, b, stride, pad4, dilation, groups, out_hw):
         ctx.args = stride, pad4, dilation, groups
+        full = _conv_out_hw(out_hw, w.shape[2:], stride, pad4, dilation)
+        ctx.extra = (full[0] - x.shape[2], full[1] - x.shape[3])
+        if ctx.extra != (0, 0):
+            x = np.pad(x, ((0, 0), (0, 0), (0, ctx.extra[0]), (0, ctx.extra[1])))
         ctx.save_for_backward(x, w)
         out_shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
         y = kernels.get_backend().conv2d_backward_input(x, w, out_shape, stride, pad4, dilation, groups)
@@ -60,14 +72,29 @@ class ConvTranspose(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.saved_tensors
+        x, w = ctx.saved_tensors  # x as padded in forward (a constant there when it was padded)
         stride, pad4, dilation, groups = ctx.args
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        eh, ew = ctx.extra
+        if (eh, ew) != (0, 0) and ctx.inputs[0] is not None:
+            # differentiate through the padding: use the real input, padded with a graph op
+            x = Pad.apply(ctx.inputs[0], ((0, 0), (0, 0), (0, eh), (0, ew)), 0)
         # convᵀ's adjoint in x is conv itself; in w it is the weight correlation with roles swapped
-        gx = Conv2d.apply(grad, w, None, stride, pad4, dilation, groups) if need_x else None
+        gx = None
+        if need_x:
+            gx = Conv2d.apply(grad, w, None, stride, pad4, dilation, groups)
+            if (eh, ew) != (0, 0):
+                gx = gx[:, :, : gx.shape[2] - eh, : gx.shape[3] - ew]
         gw = ConvWeight.apply(grad, x, w.shape, stride, pad4, dilation, groups) if need_w else None
         gb = grad.sum((0, 2, 3)) if need_b else None
         return gx, gw, gb, None, None, None, None, None
+
+
+def _conv_out_hw(in_hw, k, stride, pad4, dilation):
+    """Output size of a convolution (PyTorch's formula) for (top, bottom, left, right) padding."""
+    h = (in_hw[0] + pad4[0] + pad4[1] - dilation[0] * (k[0] - 1) - 1) // stride[0] + 1
+    w = (in_hw[1] + pad4[2] + pad4[3] - dilation[1] * (k[1] - 1) - 1) // stride[1] + 1
+    return h, w
 
 
 class ConvWeight(Function):
