@@ -121,13 +121,13 @@ def test_max_pool2d_with_indices_matches_torch(twin, case):
     y, idx = k.max_pool2d_forward(x, *args)
     assert y.shape == tuple(ty.shape)
     np.testing.assert_array_equal(y, ty.detach().numpy())
-    np.testing.assert_array_equal(idx, tidx.numpy())
-    if (idx >= x.shape[2] * x.shape[3]).any():
-        # a dilated window that misses the input: -inf with an out-of-plane
-        # index (matched above).  PyTorch's backward then writes past the
-        # plane (into the next one, or out of bounds), so there is nothing
-        # sensible to compare; ours ignores such indices.
+    if (idx < 0).any():
+        # a dilated window that misses the input: -inf and index -1 here;
+        # PyTorch reports a seed index that can alias a real element and its
+        # backward routes gradient there, so only the finite part is compared
+        np.testing.assert_array_equal(idx[idx >= 0], tidx.numpy()[idx >= 0])
         return
+    np.testing.assert_array_equal(idx, tidx.numpy())
     gy = rng.standard_normal(y.shape)
     ty.backward(torch.tensor(gy))
     np.testing.assert_allclose(k.max_pool2d_backward(gy, idx, x.shape), tx.grad.numpy(), rtol=1e-12, atol=1e-12)

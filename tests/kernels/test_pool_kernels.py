@@ -61,9 +61,10 @@ def test_max_pool2d_cpu_matches_reference(dtype, cfg):
     np.testing.assert_array_equal(y, y_ref)  # a max is exact: no tolerance
     np.testing.assert_array_equal(idx, idx_ref)
     # the index points at the value reported (windows that miss the input
-    # entirely, possible with dilation, give -inf and an out-of-plane index)
+    # entirely, possible with dilation, give -inf and index -1)
     hw = x.shape[2] * x.shape[3]
-    inside = idx < hw
+    assert np.all((idx >= -1) & (idx < hw))
+    inside = idx >= 0
     assert np.all(np.isneginf(y[~inside]))
     planes = x.reshape(x.shape[0], x.shape[1], -1)
     picked = np.take_along_axis(planes, np.minimum(idx, hw - 1).reshape(idx.shape[0], idx.shape[1], -1), axis=2)
@@ -164,3 +165,13 @@ def test_pool_impossible_configurations_raise(twin):
         k.max_pool2d_forward(np.zeros((4, 4)), (2, 2), (2, 2), (0, 0), (1, 1), False)
     with pytest.raises(ValueError, match="divisor_override"):
         k.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0), False, True, 0)
+
+
+@pytest.mark.parametrize("twin", [ref, cpu])
+def test_window_missing_the_input_has_no_element_and_gets_no_gradient(twin):
+    # taps at columns -1 and +1 of a 1-pixel-wide input: both in the padding
+    x = np.array([[[[0.5], [-0.25]]]])
+    y, idx = twin.max_pool2d_forward(x, (1, 2), (1, 1), (0, 1), (1, 2), False)
+    assert np.all(np.isneginf(y)) and np.all(idx == -1)
+    gx = twin.max_pool2d_backward(np.ones_like(y), idx, x.shape)
+    np.testing.assert_array_equal(gx, np.zeros_like(x))

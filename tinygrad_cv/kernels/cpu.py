@@ -467,10 +467,11 @@ def _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
                 v = wb + qlo * dw
                 arg = h * W + v
                 if plo >= phi or qlo >= qhi:
-                    # a dilated window can miss the input entirely: PyTorch
-                    # gives -inf and the (out-of-plane) seed index
+                    # a dilated window can miss the input entirely: -inf, and
+                    # index -1 for "no element" (PyTorch's seed index there can
+                    # alias a real element, which would receive a gradient)
                     ys[i, j] = -np.inf
-                    ids[i, j] = arg
+                    ids[i, j] = -1
                     continue
                 best = xs[h, v]
                 for p in range(plo, phi):

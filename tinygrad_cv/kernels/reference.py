@@ -271,9 +271,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     window containing NaN yields NaN, with the index of its LAST NaN.
 
     A window that contains no input element at all (possible only with
-    dilation, e.g. taps at -1 and 1 on a 1-pixel input) yields -inf and the
-    index PyTorch seeds it with, which lies outside the plane;
-    ``max_pool2d_backward`` ignores such indices.
+    dilation, e.g. taps at -1 and 1 on a 1-pixel input) yields -inf and index
+    -1, "no element"; ``max_pool2d_backward`` routes nothing for it. (PyTorch
+    reports a seed index there that can alias a real element.)
     """
     x = _float_array(x, "x")
     kernel_size, stride, padding, dilation = shapes.pool_args(kernel_size, stride, padding, dilation)
@@ -288,14 +288,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     for i in range(OH):
         for j in range(OW):
             best = np.full((N, C), -np.inf, dtype=x.dtype)
-            # PyTorch seeds the index with the window's first in-range tap, so
-            # an all -inf window still points at a real element.
-            h_seed, w_seed = i * sh - ph, j * sw - pw
-            while h_seed < 0:
-                h_seed += dh
-            while w_seed < 0:
-                w_seed += dw
-            arg = np.full((N, C), h_seed * W + w_seed, dtype=np.int64)
+            # -1 until an element of the input is seen: a window that misses
+            # the input entirely keeps it ("no element")
+            arg = np.full((N, C), -1, dtype=np.int64)
+            seen = False
             for p in range(KH):
                 h = i * sh + p * dh - ph
                 if not 0 <= h < H:
@@ -305,7 +301,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
                     if not 0 <= col < W:
                         continue
                     v = x[:, :, h, col]
-                    take = (v > best) | np.isnan(v)
+                    # the first element in range is taken even if it is -inf,
+                    # so a window of -inf values still points at a real element
+                    take = (v > best) | np.isnan(v) | (not seen)
+                    seen = True
                     best = np.where(take, v, best)
                     arg = np.where(take, h * W + col, arg)
             y[:, :, i, j] = best

@@ -14,6 +14,8 @@ Functions, so double backward works.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import kernels
 from ..autograd import Function
 
@@ -44,7 +46,10 @@ class MaxUnpoolAdd(Function):
     @staticmethod
     def backward(ctx, grad):
         n, c = ctx.idx.shape[:2]
-        picked = grad.reshape(n, c, -1).gather(2, ctx.idx.reshape(n, c, -1))
+        idx = ctx.idx.reshape(n, c, -1)
+        picked = grad.reshape(n, c, -1).gather(2, np.maximum(idx, 0))
+        if (idx < 0).any():  # windows that missed the input (index -1) took nothing
+            picked = picked * grad._wrap((idx >= 0).astype(grad.dtype))
         return picked.reshape(ctx.idx.shape), None, None
 
 
