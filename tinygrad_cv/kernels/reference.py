@@ -417,3 +417,13 @@ def matmul(a, b):
         for j in range(N):
             c[i, j] = np.dot(a[i, :], b[:, j])  # the sum over k
     return c
+
+
+def relu_forward(x):
+    """y = max(x, 0), elementwise."""
+    return np.maximum(x, 0, dtype=x.dtype)
+
+
+def relu_backward(gy, y):
+    """gx = gy where the ReLU's output y is positive, else 0 (the derivative at 0 is taken as 0)."""
+    return np.where(y > 0, gy, np.zeros((), gy.dtype))

@@ -46,6 +46,8 @@ __all__ = [
 
 
 def _as_int(v, name: str) -> int:
+    if type(v) is int:  # the common case, checked first: abstract-class checks cost microseconds
+        return v
     # bool is an int subclass; ``stride=True`` is almost certainly a bug.
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}")
@@ -60,6 +62,8 @@ def pair(v, name: str = "argument") -> tuple[int, int]:
     >>> pair((2, 1), "stride")
     (2, 1)
     """
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int:
+        return v  # already normalised (the autograd layer passes these on)
     if isinstance(v, Sequence) and not isinstance(v, str):
         if len(v) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {tuple(v)!r} ({len(v)} values)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 
 
@@ -298,16 +299,33 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    """max(a, 0). The derivative is 1 where a > 0 and 0 elsewhere (0 at the kink, as PyTorch)."""
+    """max(a, 0). The derivative is 1 where a > 0 and 0 elsewhere (0 at the kink, as PyTorch).
+
+    A hot path of every CNN, so both directions run in the kernel twins.
+    """
 
     @staticmethod
     def forward(ctx, a):
-        ctx.positive = a > 0
-        return np.maximum(a, 0, dtype=a.dtype)
+        y = kernels.get_backend().relu_forward(a)
+        ctx.y = y  # the mask (y > 0) is read from the output: no separate mask array
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        return Where.apply(ctx.positive, grad, grad._wrap(np.zeros((), grad.dtype)))
+        return ReLUGrad.apply(grad, ctx.y)
+
+
+class ReLUGrad(Function):
+    """g * (y > 0): linear in g, so its own backward is itself."""
+
+    @staticmethod
+    def forward(ctx, g, y):
+        ctx.y = y
+        return kernels.get_backend().relu_backward(g, y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ReLUGrad.apply(grad, ctx.y), None
 
 
 class LeakyReLU(Function):
