@@ -180,3 +180,15 @@ def test_impossible_configurations_raise_valueerror_with_numbers(call, words):
         call()
     for word in words:
         assert word in str(err.value)
+
+
+def test_matmul_runs_on_either_kernel_twin():
+    rng = np.random.default_rng(3)
+    a = _t((5, 4), rng)
+    b = _t((4, 3), rng)
+    y = a @ b
+    with kernels.use_backend("reference"):
+        y_ref = a @ b
+        assert tg.gradcheck(lambda a, b: a @ b, [a, b])
+    np.testing.assert_allclose(y.data, y_ref.data, rtol=1e-12)
+    np.testing.assert_allclose(y.data, a.data @ b.data, rtol=1e-12)

@@ -31,8 +31,9 @@ class NLLLoss(Function):
         losses = -w * picked
         if reduction == "mean":
             denom = w.sum()
-            coef = w / denom  # 0/0 -> nan, as PyTorch when every target is ignored
-            out = np.asarray(losses.sum() / denom, dtype=logp.dtype)
+            with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan, as PyTorch when every target is ignored
+                coef = w / denom
+                out = np.asarray(losses.sum() / denom, dtype=logp.dtype)
         elif reduction == "sum":
             coef = w
             out = np.asarray(losses.sum(), dtype=logp.dtype)
