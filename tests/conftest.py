@@ -6,6 +6,7 @@ derandomised in CI so a red run can be reproduced exactly.
 """
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -21,3 +22,28 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(scope="session")
+def warm_kernels():
+    """Compile (or load from the on-disk cache) the Numba kernels once per session.
+
+    Tests that time nothing don't strictly need it (hypothesis runs without
+    deadlines), but it moves the one-off compile out of the first hypothesis
+    example, so a slow first example never looks like a slow kernel.
+    """
+    import numpy as np
+
+    from tinygrad_cv.kernels import cpu
+
+    for dtype in (np.float32, np.float64):
+        x = np.ones((1, 2, 5, 5), dtype)
+        w = np.ones((2, 2, 3, 3), dtype)
+        y = cpu.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1)
+        cpu.conv2d_backward_input(y, w, x.shape, (1, 1), (1, 1), (1, 1), 1)
+        cpu.conv2d_backward_weight(x, y, w.shape, (1, 1), (1, 1), (1, 1), 1)
+        p, idx = cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+        cpu.max_pool2d_backward(p, idx, x.shape)
+        a = cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0), False, True)
+        cpu.avg_pool2d_backward(a, x.shape, (2, 2), (2, 2), (0, 0), False, True)
+    return cpu

@@ -10,6 +10,10 @@ from kernel_test_utils import DTYPES, assert_close, conv_configs, conv_strategy,
 from tinygrad_cv import kernels
 from tinygrad_cv.kernels import cpu, reference as ref, shapes
 
+# compile the Numba kernels once, before the first hypothesis example
+pytestmark = pytest.mark.usefixtures("warm_kernels")
+
+
 STRATEGIES = ["direct", "gemm"]
 
 

@@ -11,6 +11,10 @@ from tinygrad_cv import kernels
 from tinygrad_cv.kernels import cpu, reference as ref, shapes
 
 
+# compile the Numba kernels once, before the first hypothesis example
+pytestmark = pytest.mark.usefixtures("warm_kernels")
+
+
 @st.composite
 def pool_configs(draw, with_dilation=True):
     n, c = draw(st.integers(1, 3)), draw(st.integers(1, 3))

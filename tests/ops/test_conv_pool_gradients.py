@@ -14,6 +14,10 @@ import tinygrad_cv.functional as F
 from tinygrad_cv import kernels
 
 
+# compile the Numba kernels once, before the first hypothesis example
+pytestmark = pytest.mark.usefixtures("warm_kernels")
+
+
 def _t(shape, rng, noncontig=False):
     if noncontig:  # a strided view: every other element of a larger array
         big = rng.standard_normal(shape[:-1] + (2 * shape[-1],))
