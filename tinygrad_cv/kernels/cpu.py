@@ -790,20 +790,6 @@ def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups):
     return gw
 
 
-def _check_grad_shape(got, expected, name):
-    if tuple(got) != tuple(expected):
-        raise ValueError(f"{name} has shape {tuple(got)}, expected {tuple(expected)}")
-
-
-def _crop_hw(out_hw, x_shape, nc):
-    x_shape = tuple(x_shape)
-    if len(x_shape) != 4 or x_shape[:2] != tuple(nc) or x_shape[2] > out_hw[0] or x_shape[3] > out_hw[1]:
-        raise ValueError(
-            f"x of shape {x_shape} does not match: expected ({nc[0]}, {nc[1]}, <= {out_hw[0]}, <= {out_hw[1]})"
-        )
-    return (x_shape[2], x_shape[3])
-
-
 # ==========================================================================
 # Public API (mirrors reference.py)
 # ==========================================================================
@@ -822,9 +808,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """Gradient of conv2d w.r.t. its input (= conv_transpose2d's forward)."""
     gy = _float_c(gy, "gy")
     w = _float_c(w, "w", gy.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    out_hw = shapes.check_conv2d(x_shape, w.shape, None, stride, pad4, dilation, groups)
-    _check_grad_shape(gy.shape, (x_shape[0], w.shape[0]) + out_hw, "gy")
+    stride, pad4, dilation = shapes.check_conv2d_grad(
+        x_shape, w.shape, gy.shape, stride, padding, dilation, groups)
     return _conv_bwd_input(gy, w, tuple(x_shape), stride, pad4, dilation, groups)
 
 
@@ -832,9 +817,8 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     """Gradient of conv2d w.r.t. its weight."""
     x = _float_c(x, "x")
     gy = _float_c(gy, "gy", x.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    out_hw = shapes.check_conv2d(x.shape, w_shape, None, stride, pad4, dilation, groups)
-    _check_grad_shape(gy.shape, (x.shape[0], w_shape[0]) + out_hw, "gy")
+    stride, pad4, dilation = shapes.check_conv2d_grad(
+        x.shape, w_shape, gy.shape, stride, padding, dilation, groups)
     return _conv_bwd_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
 
 
@@ -857,10 +841,8 @@ def conv_transpose2d_backward_input(gy, w, stride, padding, dilation, groups, x_
     """Gradient of conv_transpose2d w.r.t. x = conv2d_forward(gy, w), cropped to x_shape."""
     gy = _float_c(gy, "gy")
     w = _float_c(w, "w", gy.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    OH, OW = shapes.check_conv2d(gy.shape, w.shape, None, stride, pad4, dilation, groups)
-    if x_shape is not None:
-        OH, OW = _crop_hw((OH, OW), x_shape, (gy.shape[0], w.shape[0]))
+    stride, pad4, dilation, (OH, OW) = shapes.check_conv_transpose2d_grad(
+        gy.shape, w.shape, x_shape, stride, padding, dilation, groups)
     return _conv_fwd(gy, w, None, stride, pad4, dilation, groups, OH, OW)
 
 
@@ -868,9 +850,8 @@ def conv_transpose2d_backward_weight(x, gy, w_shape, stride, padding, dilation, 
     """Gradient of conv_transpose2d w.r.t. w = conv2d_backward_weight with (gy, x) as (input, grad)."""
     x = _float_c(x, "x")
     gy = _float_c(gy, "gy", x.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    out_hw = shapes.check_conv2d(gy.shape, w_shape, None, stride, pad4, dilation, groups)
-    _crop_hw(out_hw, x.shape, (gy.shape[0], w_shape[0]))
+    stride, pad4, dilation, _ = shapes.check_conv_transpose2d_grad(
+        gy.shape, w_shape, x.shape, stride, padding, dilation, groups)
     return _conv_bwd_weight(gy, x, tuple(w_shape), stride, pad4, dilation, groups)
 
 
@@ -925,7 +906,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode, co
     gy = _float_c(gy, "gy")
     (KH, KW), (sh, sw), (ph, pw), div = _avg_args(kernel_size, stride, padding, divisor_override)
     OH, OW = shapes.check_pool2d(x_shape, (KH, KW), (sh, sw), (ph, pw), 1, ceil_mode, "avg_pool2d")
-    _check_grad_shape(gy.shape, tuple(x_shape[:2]) + (OH, OW), "gy")
+    shapes.check_grad_shape(gy.shape, tuple(x_shape[:2]) + (OH, OW), "gy")
     gx = np.empty(tuple(x_shape), dtype=gy.dtype)
     _avg_pool(gx, gy, gy, gx, KH, KW, sh, sw, ph, pw, bool(count_include_pad), div, True)
     return gx

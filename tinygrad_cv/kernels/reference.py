@@ -167,9 +167,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     """
     gy = _float_array(gy, "gy")
     w = _float_array(w, "w", gy.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    out_hw = shapes.check_conv2d(x_shape, w.shape, None, stride, pad4, dilation, groups)
-    _check_grad_shape(gy.shape, (x_shape[0], w.shape[0]) + out_hw, "gy")
+    stride, pad4, dilation = shapes.check_conv2d_grad(
+        x_shape, w.shape, gy.shape, stride, padding, dilation, groups)
     return _conv2d_adjoint_input(gy, w, tuple(x_shape), stride, pad4, dilation, groups)
 
 
@@ -177,15 +176,9 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     """Gradient of conv2d with respect to w: (N,C,H,W), (N,O,OH,OW) -> ``w_shape``."""
     x = _float_array(x, "x")
     gy = _float_array(gy, "gy", x.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    out_hw = shapes.check_conv2d(x.shape, w_shape, None, stride, pad4, dilation, groups)
-    _check_grad_shape(gy.shape, (x.shape[0], w_shape[0]) + out_hw, "gy")
+    stride, pad4, dilation = shapes.check_conv2d_grad(
+        x.shape, w_shape, gy.shape, stride, padding, dilation, groups)
     return _conv2d_adjoint_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
-
-
-def _check_grad_shape(got, expected, name):
-    if tuple(got) != tuple(expected):
-        raise ValueError(f"{name} has shape {tuple(got)}, expected {tuple(expected)}")
 
 
 # --------------------------------------------------------------------------
@@ -222,10 +215,8 @@ def conv_transpose2d_backward_input(gy, w, stride, padding, dilation, groups, x_
     """
     gy = _float_array(gy, "gy")
     w = _float_array(w, "w", gy.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    out_hw = shapes.check_conv2d(gy.shape, w.shape, None, stride, pad4, dilation, groups)
-    if x_shape is not None:
-        out_hw = _crop_hw(out_hw, x_shape, (gy.shape[0], w.shape[0]))
+    stride, pad4, dilation, out_hw = shapes.check_conv_transpose2d_grad(
+        gy.shape, w.shape, x_shape, stride, padding, dilation, groups)
     return _conv2d(gy, w, None, stride, pad4, dilation, groups, out_hw)
 
 
@@ -238,20 +229,9 @@ def conv_transpose2d_backward_weight(x, gy, w_shape, stride, padding, dilation, 
     """
     x = _float_array(x, "x")
     gy = _float_array(gy, "gy", x.dtype)
-    stride, pad4, dilation = shapes.conv_args(stride, padding, dilation)
-    out_hw = shapes.check_conv2d(gy.shape, w_shape, None, stride, pad4, dilation, groups)
-    _crop_hw(out_hw, x.shape, (gy.shape[0], w_shape[0]))
+    stride, pad4, dilation, _ = shapes.check_conv_transpose2d_grad(
+        gy.shape, w_shape, x.shape, stride, padding, dilation, groups)
     return _conv2d_adjoint_weight(gy, x, tuple(w_shape), stride, pad4, dilation, groups)
-
-
-def _crop_hw(out_hw, x_shape, nc):
-    """Check that x (N, C_in, H, W) fits in the conv2d output size and return (H, W)."""
-    x_shape = tuple(x_shape)
-    if len(x_shape) != 4 or x_shape[:2] != tuple(nc) or x_shape[2] > out_hw[0] or x_shape[3] > out_hw[1]:
-        raise ValueError(
-            f"x of shape {x_shape} does not match: expected ({nc[0]}, {nc[1]}, <= {out_hw[0]}, <= {out_hw[1]})"
-        )
-    return (x_shape[2], x_shape[3])
 
 
 # --------------------------------------------------------------------------
@@ -386,7 +366,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, ceil_mode, co
     OH, OW = shapes.check_pool2d(x_shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
     _check_divisor(divisor_override)
     N, C, H, W = x_shape
-    _check_grad_shape(gy.shape, (N, C, OH, OW), "gy")
+    shapes.check_grad_shape(gy.shape, (N, C, OH, OW), "gy")
     gx = np.zeros((N, C, H, W), dtype=gy.dtype)
     for i in range(OH):
         for j in range(OW):

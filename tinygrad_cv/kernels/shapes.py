@@ -42,6 +42,9 @@ __all__ = [
     "check_conv_transpose2d",
     "check_pool2d",
     "check_matmul",
+    "check_grad_shape",
+    "check_conv2d_grad",
+    "check_conv_transpose2d_grad",
 ]
 
 
@@ -324,3 +327,39 @@ def check_matmul(a_shape, b_shape) -> tuple[int, int]:
             f"matmul shape mismatch: {a_shape} @ {b_shape} (inner dimensions {a_shape[1]} != {b_shape[0]})"
         )
     return (a_shape[0], b_shape[1])
+
+
+def check_grad_shape(got, expected, name: str = "gy") -> None:
+    """Require an upstream gradient of exactly the output's shape."""
+    if tuple(got) != tuple(expected):
+        raise ValueError(f"{name} has shape {tuple(got)}, expected {tuple(expected)}")
+
+
+def check_conv2d_grad(x_shape, w_shape, gy_shape, stride, padding, dilation, groups):
+    """Validate the arguments of a conv2d backward pass; return (stride, pad4, dilation).
+
+    Shared by every kernel twin's ``conv2d_backward_input`` / ``_weight``.
+    """
+    stride, pad4, dilation = conv_args(stride, padding, dilation)
+    out_hw = check_conv2d(x_shape, w_shape, None, stride, pad4, dilation, groups)
+    check_grad_shape(gy_shape, (tuple(x_shape)[0], tuple(w_shape)[0]) + out_hw, "gy")
+    return stride, pad4, dilation
+
+
+def check_conv_transpose2d_grad(gy_shape, w_shape, x_shape, stride, padding, dilation, groups):
+    """Validate a conv_transpose2d backward pass; return (stride, pad4, dilation, (H, W) of x).
+
+    The transposed convolution's backward is a conv2d of ``gy``; x must fit in
+    that conv2d's output (it is smaller when output_padding >= stride), so its
+    size is returned for the caller to crop to. ``x_shape=None`` skips the crop.
+    """
+    stride, pad4, dilation = conv_args(stride, padding, dilation)
+    out_hw = check_conv2d(gy_shape, w_shape, None, stride, pad4, dilation, groups)
+    if x_shape is not None:
+        x_shape, nc = tuple(x_shape), (tuple(gy_shape)[0], tuple(w_shape)[0])
+        if len(x_shape) != 4 or x_shape[:2] != nc or x_shape[2] > out_hw[0] or x_shape[3] > out_hw[1]:
+            raise ValueError(
+                f"x of shape {x_shape} does not match: expected ({nc[0]}, {nc[1]}, <= {out_hw[0]}, <= {out_hw[1]})"
+            )
+        out_hw = (x_shape[2], x_shape[3])
+    return stride, pad4, dilation, out_hw
