@@ -155,36 +155,31 @@ class PowScalar(Function):
         return grad * p * (a ** (p - 1) if p != 1 else 1), None
 
 
-class Maximum(Function):
-    """Elementwise max. Where a == b the gradient is split evenly (as PyTorch does)."""
+class _Extreme2(Function):
+    """Elementwise max / min of two tensors. Where a == b the gradient is split
+    evenly between them (as PyTorch does); elsewhere it goes to the chosen side."""
 
-    @staticmethod
-    def forward(ctx, a, b):
+    pick = wins = None  # np.maximum & np.greater, or np.minimum & np.less
+
+    @classmethod
+    def forward(cls, ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.maximum(a, b)
+        return cls.pick(a, b)
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         a, b = ctx.saved_tensors
-        wa = (a.data > b.data) + 0.5 * (a.data == b.data)
+        wa = cls.wins(a.data, b.data) + 0.5 * (a.data == b.data)  # a's share of the gradient
         wa = grad._wrap(wa.astype(grad.dtype))
         return unbroadcast(grad * wa, a.shape), unbroadcast(grad * (1 - wa), b.shape)
 
 
-class Minimum(Function):
-    """Elementwise min. Where a == b the gradient is split evenly (as PyTorch does)."""
+class Maximum(_Extreme2):
+    pick, wins = staticmethod(np.maximum), staticmethod(np.greater)
 
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return np.minimum(a, b)
 
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        wa = (a.data < b.data) + 0.5 * (a.data == b.data)
-        wa = grad._wrap(wa.astype(grad.dtype))
-        return unbroadcast(grad * wa, a.shape), unbroadcast(grad * (1 - wa), b.shape)
+class Minimum(_Extreme2):
+    pick, wins = staticmethod(np.minimum), staticmethod(np.less)
 
 
 class Where(Function):
