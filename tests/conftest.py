@@ -4,10 +4,17 @@ Hypothesis runs without deadlines (Numba compiles a kernel the first time it
 sees a new signature, which would trip any per-example deadline) and is
 derandomised in CI so a red run can be reproduced exactly.
 """
+import ctypes.util
 import os
 
-import pytest
-from hypothesis import HealthCheck, settings
+# GPU tests run on a real GPU when this machine has the CUDA driver, and on
+# Numba's CUDA simulator otherwise. The switch must be set before anything
+# imports numba, which is why it lives at the top of conftest.
+if ctypes.util.find_library("cuda") is None:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "dev",
@@ -22,6 +29,14 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """Pretend this machine has no usable GPU (whatever it really has)."""
+    from tinygrad_cv import cuda
+
+    monkeypatch.setattr(cuda, "_state", {"why_not": "no GPU in this test"})
 
 
 @pytest.fixture(scope="session")

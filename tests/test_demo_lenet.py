@@ -53,6 +53,6 @@ def test_demo_writes_plots_when_matplotlib_is_installed(fake_mnist, tmp_path):
     assert os.path.getsize(out / "lenet_training.png") > 1000
 
 
-def test_demo_refuses_unknown_device(fake_mnist):
-    with pytest.raises(RuntimeError, match="cuda"):
+def test_demo_says_what_is_missing_for_cuda(fake_mnist, no_cuda):
+    with pytest.raises(RuntimeError, match="device 'cuda' is not available: no GPU in this test"):
         main(["--data", str(fake_mnist), "--device", "cuda"])

@@ -93,7 +93,7 @@ def _loads(text, where, path):
 # --- encoding -------------------------------------------------------------------------------
 def _array(value, key):
     if isinstance(value, Tensor):
-        return value.data
+        return value.detach().numpy()  # a GPU tensor is copied to the host here
     if isinstance(value, np.ndarray):
         return value
     raise TypeError(f"state entry '{key}' is a {type(value).__name__}, expected a Tensor or an ndarray")

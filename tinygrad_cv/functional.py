@@ -75,8 +75,10 @@ def _class_targets(input, target, ignore_index, name):
             f"(expected target shape {expected})"
         )
     c = input.shape[1]
-    bad = t[(t != ignore_index) & ((t < 0) | (t >= c))]
-    if bad.size:
+    invalid = (t != ignore_index) & ((t < 0) | (t >= c))
+    if invalid.any():  # on the GPU this check is one small device-to-host read
+        host = t.get() if hasattr(t, "get") else t
+        bad = host[(host != ignore_index) & ((host < 0) | (host >= c))]
         raise IndexError(f"{name}: target {int(bad.flat[0])} is out of bounds for {c} classes")
     return input, t.astype(np.int64, copy=False), unbatched
 

@@ -79,7 +79,7 @@ def build_parser():
                    help="training-set augmentation applied per batch")
     p.add_argument("--variant", default="relu", choices=["relu", "1998"], help="relu+max-pool, or the 1998 tanh+avg-pool net")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for an NVIDIA GPU (needs the [cuda] extra)")
     p.add_argument("--out", default="runs/lenet", help="output folder for checkpoints and plots")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images (quick runs)")
@@ -130,24 +130,25 @@ def make_scheduler(args, opt, steps_per_epoch):
     return None
 
 
-def evaluate(model, loader, num_classes=10):
+def evaluate(model, loader, num_classes=10, device="cpu"):
     """Accuracy and confusion matrix (rows: true class, columns: predicted)."""
     model.eval()
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     with tg.no_grad():
         for images, labels in loader:
-            pred = model(tg.from_numpy(images)).data.argmax(1)
+            pred = model(tg.from_numpy(images).to(device)).argmax(1).numpy()
             np.add.at(confusion, (labels, pred), 1)
     model.train()
     return np.trace(confusion) / max(confusion.sum(), 1), confusion
 
 
-def train_epoch(model, loader, opt, scheduler, epoch, epochs):
+def train_epoch(model, loader, opt, scheduler, epoch, epochs, device="cpu"):
     model.train()
     bar = ProgressBar(len(loader), prefix=f"epoch {epoch}/{epochs}")
     total_loss, correct, seen, running = 0.0, 0, 0, None
     for i, (images, labels) in enumerate(loader, 1):
-        x, y = tg.from_numpy(images), tg.from_numpy(labels)
+        # the batch is the one host-to-device copy of a step; everything else stays on `device`
+        x, y = tg.from_numpy(images).to(device), tg.from_numpy(labels).to(device)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         opt.zero_grad()
@@ -158,7 +159,7 @@ def train_epoch(model, loader, opt, scheduler, epoch, epochs):
         lv = loss.item()
         running = lv if running is None else 0.98 * running + 0.02 * lv
         total_loss += lv * len(labels)
-        correct += int((logits.data.argmax(1) == labels).sum())
+        correct += int((logits.argmax(1) == y).sum().item())
         seen += len(labels)
         bar.update(i, f"loss {running:.4f}")
     bar.close(f"loss {running:.4f}")
@@ -181,7 +182,7 @@ def save_plots(out, history, model):
     axes[1].plot(epochs, [100 * h["test_acc"] for h in history], "o-", label="test")
     axes[1].set(title="accuracy (%)", xlabel="epoch")
     axes[1].legend()
-    w = model.features[0].weight.data[:, 0]
+    w = model.features[0].weight.detach().numpy()[:, 0]
     axes[2].axis("off")
     axes[2].set_title("conv1: the 6 learned 5×5 filters")
     for k in range(w.shape[0]):
@@ -200,12 +201,12 @@ def run_evaluate(args):
         raise SystemExit("evaluate needs a checkpoint path: tinygrad-cv-lenet evaluate runs/lenet/last.safetensors")
     state = checkpoint.load_checkpoint(args.checkpoint)
     meta = state.get("extra") or {}
-    model = LeNet5(variant=meta.get("variant", args.variant))
+    model = LeNet5(variant=meta.get("variant", args.variant)).to(args.device)
     checkpoint.load_checkpoint(args.checkpoint, model=model)
     args.dataset = meta.get("dataset", args.dataset)
     _, test = load_data(args)
     loader = DataLoader(test, batch_size=1000, transform=normaliser(args))
-    acc, confusion = evaluate(model, loader)
+    acc, confusion = evaluate(model, loader, device=args.device)
     print(f"test accuracy {100 * acc:.2f}% on {confusion.sum()} images")
     print("confusion matrix (rows: true digit, columns: predicted):")
     print("      " + " ".join(f"{c:5d}" for c in range(confusion.shape[1])))
@@ -232,7 +233,7 @@ def main(argv=None):
     train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed, transform=train_tf)
     test_loader = DataLoader(test, batch_size=1000, transform=norm)
 
-    model = LeNet5(variant=args.variant)
+    model = LeNet5(variant=args.variant).to(args.device)
     opt = make_optimizer(args, model.parameters())
     scheduler = make_scheduler(args, opt, len(train_loader))
     os.makedirs(args.out, exist_ok=True)
@@ -251,9 +252,9 @@ def main(argv=None):
           f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, augment {args.augment}")
     for epoch in range(start_epoch, args.epochs + 1):
         t0 = time.perf_counter()
-        train_loss, train_acc = train_epoch(model, train_loader, opt, scheduler, epoch, args.epochs)
+        train_loss, train_acc = train_epoch(model, train_loader, opt, scheduler, epoch, args.epochs, args.device)
         train_time = time.perf_counter() - t0
-        test_acc, _ = evaluate(model, test_loader)
+        test_acc, _ = evaluate(model, test_loader, device=args.device)
         history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_acc=test_acc,
                             seconds=train_time))
         print(f"epoch {epoch:2d}: train loss {train_loss:.4f}  train acc {100 * train_acc:.2f}%  "

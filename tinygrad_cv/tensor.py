@@ -1,6 +1,8 @@
 """`Tensor`: an n-dimensional array that remembers how it was computed.
 
-The data is a NumPy array (float32 unless asked otherwise); every method that
+The data is a NumPy array (float32 unless asked otherwise), or for a tensor on
+the GPU a ``tinygrad_cv.cuda.array.CudaArray`` that speaks NumPy's array
+protocols, so the same operations run on both devices; every method that
 computes something goes through a `Function` from ``tinygrad_cv.ops`` so the
 shared graph walk can differentiate it. Methods here only normalise arguments
 (axes, dtypes, shapes) and raise clear errors at the public API — the maths and
@@ -17,6 +19,7 @@ from .autograd import Node, is_grad_enabled
 from .ops import elementwise as E
 from .ops import movement as M
 from .ops import reduce as R
+from .ops.device import ToDevice
 from .ops.matmul import MatMul
 from .ops.softmax import LogSoftmax, Softmax
 
@@ -45,6 +48,36 @@ def set_default_dtype(dtype):
     _DEFAULT_FLOAT[0] = dtype
 
 
+def _is_cuda(a):
+    """True for GPU arrays (checked without importing the CUDA stack)."""
+    return not isinstance(a, np.ndarray) and getattr(a, "device", None) == "cuda"
+
+
+def _parse_device(device):
+    """'cpu' or 'cuda' for a device argument; 'cuda' only where it is available (else a clear error)."""
+    if device is None or device == "cpu":
+        return "cpu"
+    if isinstance(device, str) and device in ("cuda", "cuda:0"):
+        from . import cuda
+
+        cuda.require()
+        return "cuda"
+    if isinstance(device, str) and device.startswith("cuda:"):
+        raise ValueError(f"device {device!r}: only one GPU ('cuda' or 'cuda:0') is supported")
+    raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+
+
+def _move(array, device):
+    """``array`` on ``device`` ('cpu' or 'cuda'): the only place data crosses between host and GPU."""
+    if device == "cuda":
+        if _is_cuda(array):
+            return array
+        from .cuda.array import to_device
+
+        return to_device(array)
+    return array.get() if _is_cuda(array) else array
+
+
 def _to_array(data, dtype=None, copy=True):
     """Python data or an array -> ndarray with PyTorch's dtype rules.
 
@@ -53,6 +86,8 @@ def _to_array(data, dtype=None, copy=True):
     """
     if isinstance(data, Tensor):
         data = data.data
+    if _is_cuda(data):
+        return data.astype(data.dtype if dtype is None else dtype, copy=True) if (copy or dtype is not None) else data
     if isinstance(data, np.ndarray) or isinstance(data, np.generic):
         arr = np.array(data, dtype=dtype, copy=copy) if (copy or dtype is not None) else data
         if arr.dtype == np.float16 or arr.dtype.kind in "fiub":
@@ -101,8 +136,10 @@ class Tensor(Node):
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected op
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
-        _check_device(device)
+        device = _parse_device(device) if device is not None else None
         self.data = _to_array(data, dtype=None if dtype is None else np.dtype(dtype))
+        if device is not None:
+            self.data = _move(self.data, device)
         self._ctx = None
         self._out_index = 0
         self._grad = None
@@ -116,7 +153,7 @@ class Tensor(Node):
     @classmethod
     def _wrap(cls, data):
         t = object.__new__(cls)
-        t.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        t.data = data if isinstance(data, np.ndarray) or _is_cuda(data) else np.asarray(data)
         t.requires_grad = False
         t._ctx = None
         t._out_index = 0
@@ -137,19 +174,34 @@ class Tensor(Node):
                 f"backward() without a gradient needs a tensor with one element; this one has shape "
                 f"{self.shape}. Pass the upstream gradient: y.backward(gradient) with gradient.shape == {self.shape}"
             )
-        return Tensor._wrap(np.ones(self.shape, dtype=self.dtype))
+        return Tensor._wrap(np.ones(self.shape, dtype=self.dtype, like=self.data))
 
     def _meta(self):
-        return self.data.shape, self.data.dtype
+        return self.data.shape, self.data.dtype, self.data
 
     @classmethod
     def _zeros(cls, meta):
-        return cls._wrap(np.zeros(*meta))
+        shape, dtype, like = meta
+        return cls._wrap(np.zeros(shape, dtype, like=like))
+
+    @classmethod
+    def _check_inputs(cls, fn, nodes):
+        # one device per operation; a 0-d CPU tensor may join a GPU operation as a scalar (as in PyTorch)
+        on_gpu = [n for n in nodes if n is not None and _is_cuda(n.data)]
+        if on_gpu and len(on_gpu) != sum(n is not None for n in nodes):
+            for n in nodes:
+                if n is not None and not _is_cuda(n.data) and n.data.ndim:
+                    raise RuntimeError(
+                        f"{fn.__name__}: expected all tensors to be on the same device, but found a cuda tensor "
+                        f"of shape {on_gpu[0].shape} and a cpu tensor of shape {n.shape}; move one with .to()"
+                    )
 
     def _as_grad(self, g):
-        g = g if isinstance(g, Tensor) else Tensor(g, dtype=self.dtype)
+        g = g if isinstance(g, Tensor) else Tensor(g, dtype=self.dtype, device=self.device)
         if g.shape != self.shape:
             raise ValueError(f"gradient has shape {g.shape} but the tensor has shape {self.shape}")
+        if g.device != self.device:
+            raise RuntimeError(f"gradient is on {g.device} but the tensor is on {self.device}")
         return g
 
     def _check_grad(self, g, fn_name):
@@ -162,7 +214,7 @@ class Tensor(Node):
         if not create_graph:
             # own, writable memory: the gradient may be a broadcast view or shared
             # with another input's gradient, and optimisers update it in place
-            g = Tensor._wrap(np.array(g.data, copy=True) if self._grad is None else self._grad.data + g.data)
+            g = Tensor._wrap(g.data.copy() if self._grad is None else self._grad.data + g.data)
             self._grad = g
             return
         self._grad = g if self._grad is None else self._grad + g
@@ -182,7 +234,12 @@ class Tensor(Node):
 
     @property
     def device(self):
-        return "cpu"
+        """'cpu' or 'cuda'."""
+        return "cuda" if _is_cuda(self.data) else "cpu"
+
+    @property
+    def is_cuda(self):
+        return _is_cuda(self.data)
 
     def dim(self):
         return self.data.ndim
@@ -220,10 +277,13 @@ class Tensor(Node):
         return self
 
     def numpy(self):
-        """The data as a NumPy array (shares memory). Refuses tensors that require grad, as PyTorch does."""
+        """The data as a NumPy array (shares memory; a GPU tensor is copied to the host).
+
+        Refuses tensors that require grad, as PyTorch does.
+        """
         if self.requires_grad:
             raise RuntimeError("can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
-        return self.data
+        return _move(self.data, "cpu")
 
     def item(self):
         if self.data.size != 1:
@@ -236,6 +296,8 @@ class Tensor(Node):
     def __repr__(self):
         body = np.array2string(self.data, separator=", ", precision=4, prefix="tensor(")
         extra = ""
+        if self.device != "cpu":
+            extra += f", device='{self.device}'"
         if self.dtype not in (get_default_dtype(), int64, bool_):
             extra += f", dtype={self.dtype}"
         if self._ctx is not None:
@@ -263,16 +325,31 @@ class Tensor(Node):
     __hash__ = object.__hash__
 
     # --- dtype and copies ------------------------------------------------------------
-    def to(self, dtype_or_device=None, dtype=None):
-        """``to(dtype)`` casts (differentiably); ``to("cpu")`` is the identity."""
-        target = dtype if dtype is not None else dtype_or_device
-        if isinstance(target, str) and target in ("cpu", "cuda") or target is None:
-            _check_device(target)
-            return self
-        target = np.dtype(target)
-        if target == self.dtype:
-            return self
-        return E.Cast.apply(self, target)
+    def to(self, device_or_dtype=None, dtype=None, *, device=None):
+        """``to(dtype)`` casts, ``to("cuda")`` / ``to("cpu")`` moves; both are differentiable.
+
+        Returns ``self`` when nothing changes, as PyTorch does.
+        """
+        if isinstance(device_or_dtype, str) and (device_or_dtype in ("cpu", "cuda") or device_or_dtype.startswith("cuda:")):
+            device = device_or_dtype
+        elif device_or_dtype is not None:
+            if dtype is not None:
+                raise TypeError("to() got two dtypes")
+            dtype = device_or_dtype
+        out = self
+        if device is not None:
+            device = _parse_device(device)
+            if device != self.device:
+                out = ToDevice.apply(out, device)
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            if dtype != out.dtype:
+                out = E.Cast.apply(out, dtype)
+        return out
+
+    def cuda(self):
+        """This tensor on the GPU (``self`` when it is there already)."""
+        return self.to("cuda")
 
     def float(self):
         return self.to(float32)
@@ -284,7 +361,8 @@ class Tensor(Node):
         return self.to(int64)
 
     def cpu(self):
-        return self
+        """This tensor on the host (``self`` when it is there already)."""
+        return self.to("cpu")
 
     def clone(self):
         return self * 1 if self.dtype.kind == "f" else Tensor._wrap(self.data.copy())
@@ -544,7 +622,8 @@ class Tensor(Node):
 
     def _arg(self, f, dim, keepdim):
         if dim is None:
-            return Tensor._wrap(np.asarray(f(self.data), dtype=np.int64))
+            idx = f(self.data)
+            return Tensor._wrap(idx.astype(np.int64) if _is_cuda(idx) else np.asarray(idx, dtype=np.int64))
         (d,) = self._axes(dim, None)
         return Tensor._wrap(f(self.data, axis=d, keepdims=keepdim).astype(np.int64))
 
@@ -783,13 +862,8 @@ def _index_key(key, shape):
 
 
 def _check_device(device):
-    if device is None or device == "cpu":
-        return
-    if isinstance(device, str) and device.startswith("cuda"):
-        raise RuntimeError(
-            "device 'cuda' is not supported yet: tensors live on the CPU (GPU kernels are planned with numba-cuda)"
-        )
-    raise ValueError(f"unknown device {device!r}; expected 'cpu'")
+    """Validate a device argument (kept for callers that only check)."""
+    _parse_device(device)
 
 
 # ----------------------------------------------------------------------------
@@ -900,8 +974,7 @@ def from_numpy(array):
 
 
 def _make(array, requires_grad, device):
-    _check_device(device)
-    t = Tensor._wrap(array)
+    t = Tensor._wrap(_move(array, _parse_device(device)))
     return t.requires_grad_(True) if requires_grad else t
 
 

@@ -7,7 +7,10 @@ signatures (``conv2d_forward``, ``conv2d_backward_input``, ...,
 * ``"reference"`` - :mod:`tinygrad_cv.kernels.reference`, readable NumPy that
   spells out the formulas; the test oracle.
 * ``"cpu"`` - :mod:`tinygrad_cv.kernels.cpu`, Numba-parallel loops and BLAS.
-* ``"cuda"`` - reserved; a ``cuda.py`` twin with the same names will slot in.
+* ``"cuda"`` - :mod:`tinygrad_cv.kernels.cuda`, ``numba.cuda`` kernels on
+  device arrays. It is picked per call by :func:`backend_for` when the data
+  lives on the GPU (a tensor's device decides, not a global switch), so it
+  cannot be made the active backend for host arrays.
 
 Usage::
 
@@ -19,7 +22,8 @@ Usage::
         ...                              # same code, run on the oracle
 
 ``set_backend(name)`` switches permanently.  The active choice is process
-wide (not per thread), which is what tests and docs need.
+wide (not per thread), which is what tests and docs need.  The operations
+call ``backend_for(x)``: the CUDA twin for GPU arrays, else the active one.
 """
 from __future__ import annotations
 
@@ -30,13 +34,13 @@ from typing import Iterator
 
 from . import shapes  # noqa: F401  (re-exported: kernels.shapes)
 
-__all__ = ["BACKENDS", "get_backend", "set_backend", "use_backend", "active_backend_name", "shapes"]
+__all__ = ["BACKENDS", "get_backend", "set_backend", "use_backend", "active_backend_name", "backend_for", "shapes"]
 
 #: Known backend names -> module that implements them (None = not available yet).
 BACKENDS: dict[str, str | None] = {
     "reference": "tinygrad_cv.kernels.reference",
     "cpu": "tinygrad_cv.kernels.cpu",
-    "cuda": None,
+    "cuda": "tinygrad_cv.cuda.twin",
 }
 
 _active = "cpu"
@@ -46,17 +50,32 @@ def _load(name: str) -> ModuleType:
     if name not in BACKENDS:
         raise ValueError(f"unknown kernel backend {name!r}; choose one of {sorted(BACKENDS)}")
     module = BACKENDS[name]
-    if module is None:
-        raise NotImplementedError(
-            f"kernel backend {name!r} is reserved but not implemented yet; use 'cpu' or 'reference'"
-        )
+    if name == "cuda":
+        from .. import cuda
+
+        cuda.require()
     # imported lazily: the reference twin must not pay Numba's import/compile cost
     return importlib.import_module(module)
+
+
+def _check_host_backend(name):
+    if name == "cuda":
+        raise ValueError(
+            "the 'cuda' kernels run on GPU data and are chosen per tensor: move tensors with .to('cuda') "
+            "instead of switching the host backend"
+        )
 
 
 def get_backend(name: str | None = None) -> ModuleType:
     """Return the kernel module ``name``, or the active one when ``name`` is None."""
     return _load(_active if name is None else name)
+
+
+def backend_for(array) -> ModuleType:
+    """The kernels for ``array``: the CUDA twin for GPU data, else the active (CPU) backend."""
+    if getattr(array, "device", "cpu") == "cuda" and not hasattr(array, "__array_interface__"):
+        return _load("cuda")
+    return _load(_active)
 
 
 def active_backend_name() -> str:
@@ -67,6 +86,7 @@ def active_backend_name() -> str:
 def set_backend(name: str) -> None:
     """Make ``name`` the active backend (validated: it must be importable)."""
     global _active
+    _check_host_backend(name)
     _load(name)
     _active = name
 
@@ -75,6 +95,7 @@ def set_backend(name: str) -> None:
 def use_backend(name: str) -> Iterator[ModuleType]:
     """Temporarily switch the active backend; yields the backend module."""
     global _active
+    _check_host_backend(name)
     module = _load(name)
     previous = _active
     _active = name

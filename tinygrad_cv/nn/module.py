@@ -21,7 +21,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..autograd import no_grad
-from ..tensor import Tensor, _check_device
+from ..tensor import Tensor, _is_cuda, _move, _parse_device
 from .parameter import Parameter
 
 __all__ = ["Module", "IncompatibleKeys"]
@@ -299,16 +299,22 @@ class Module:
 
     # --- dtype / device -----------------------------------------------------------------
     def to(self, *args, **kwargs):
-        """``to("cpu")`` is the identity; ``to(float64)`` casts floating point parameters and buffers in place.
+        """``to("cuda")`` / ``to("cpu")`` moves, ``to(float64)`` casts floating point parameters and buffers, in place.
 
         The Parameter objects stay the same (only their ``.data`` changes), so
-        an optimiser built before the cast keeps working.
+        an optimiser built before the move or cast keeps working.
         """
         target = kwargs.pop("dtype", None) or kwargs.pop("device", None) or (args[0] if args else None)
         if kwargs or len(args) > 1:
             raise TypeError("to() takes one device or dtype")
-        if target is None or isinstance(target, str):
-            _check_device(target)  # 'cpu' passes; 'cuda' raises the tensor module's error
+        if target is None:
+            return self
+        if isinstance(target, str):
+            device = _parse_device(target)
+            for t in list(self.parameters()) + list(self.buffers()):
+                t.data = _move(t.data, device)
+                if t.grad is not None:
+                    t.grad = Tensor._wrap(_move(t.grad.data, device))
             return self
         dtype = np.dtype(target)
         if dtype.kind != "f":
@@ -330,10 +336,10 @@ class Module:
         return self.to(np.float16)
 
     def cpu(self):
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None):
-        return self.to("cuda")
+        return self.to("cuda" if device is None else device)
 
     # --- state dict ---------------------------------------------------------------------
     def _own_state(self):
@@ -391,6 +397,8 @@ class Module:
                 continue
             value = state_dict[key]
             array = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if _is_cuda(array) != _is_cuda(target.data):
+                array = _move(array, target.device)  # a checkpoint read on the host, loaded into a GPU model
             if _shape(array) != _shape(target):
                 errors.append(
                     f"size mismatch for {key}: copying a param with shape {_shape(array)} from checkpoint, "
@@ -406,7 +414,7 @@ class Module:
             for key, array in arrays.items():
                 target = own[key]
                 if assign:
-                    target.data = np.array(array, dtype=target.dtype, copy=True)
+                    target.data = array.astype(target.dtype, copy=True)
                 else:
                     target.data[...] = array  # in place: optimisers keep pointing at the same memory
         return IncompatibleKeys(missing, unexpected)

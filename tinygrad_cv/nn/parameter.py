@@ -49,8 +49,8 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
     def __deepcopy__(self, memo):
-        out = Parameter(np.array(self.data, copy=True), requires_grad=self.requires_grad)
+        out = Parameter(Tensor._wrap(self.data.copy()), requires_grad=self.requires_grad)
         if self._grad is not None:
-            out._grad = Tensor._wrap(np.array(self._grad.data, copy=True))
+            out._grad = Tensor._wrap(self._grad.data.copy())
         memo[id(self)] = out
         return out

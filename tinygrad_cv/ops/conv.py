@@ -35,7 +35,7 @@ class Conv2d(Function):
     def forward(ctx, x, w, b, stride, pad4, dilation, groups):
         ctx.args = stride, pad4, dilation, groups
         ctx.save_for_backward(x, w)
-        return kernels.get_backend().conv2d_forward(x, w, b, stride, pad4, dilation, groups)
+        return kernels.backend_for(x).conv2d_forward(x, w, b, stride, pad4, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad):
@@ -65,7 +65,7 @@ class ConvTranspose(Function):
             x = np.pad(x, ((0, 0), (0, 0), (0, ctx.extra[0]), (0, ctx.extra[1])))
         ctx.save_for_backward(x, w)
         out_shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
-        y = kernels.get_backend().conv2d_backward_input(x, w, out_shape, stride, pad4, dilation, groups)
+        y = kernels.backend_for(x).conv2d_backward_input(x, w, out_shape, stride, pad4, dilation, groups)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         return y
@@ -104,7 +104,7 @@ class ConvWeight(Function):
     def forward(ctx, x, gy, w_shape, stride, pad4, dilation, groups):
         ctx.args = stride, pad4, dilation, groups
         ctx.save_for_backward(x, gy)
-        return kernels.get_backend().conv2d_backward_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
+        return kernels.backend_for(x).conv2d_backward_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad):

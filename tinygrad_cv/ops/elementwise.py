@@ -131,7 +131,7 @@ class Pow(Function):
         if ctx.needs_input_grad[1]:
             # a^b ln a -> 0 as a -> 0 (for b > 0); take that limit instead of 0 * (-inf)
             at_zero = a.data == 0
-            safe_a = Where.apply(at_zero, grad._wrap(np.ones((), a.dtype)), a) if at_zero.any() else a
+            safe_a = Where.apply(at_zero, grad._wrap(np.ones((), a.dtype, like=a.data)), a) if at_zero.any() else a
             gb = unbroadcast(grad * out * safe_a.log(), b.shape)
         return ga, gb
 
@@ -194,7 +194,7 @@ class Where(Function):
     @staticmethod
     def backward(ctx, grad):
         sa, sb = ctx.shapes
-        zero = grad._wrap(np.zeros((), dtype=grad.dtype))
+        zero = grad._wrap(np.zeros((), dtype=grad.dtype, like=grad.data))
         cond = ctx.cond
         ga = unbroadcast(Where.apply(cond, grad, zero), sa) if ctx.needs_input_grad[1] else None
         gb = unbroadcast(Where.apply(cond, zero, grad), sb) if ctx.needs_input_grad[2] else None
@@ -301,7 +301,7 @@ class ReLU(Function):
 
     @staticmethod
     def forward(ctx, a):
-        y = kernels.get_backend().relu_forward(a)
+        y = kernels.backend_for(a).relu_forward(a)
         ctx.y = y  # the mask (y > 0) is read from the output: no separate mask array
         return y
 
@@ -316,7 +316,7 @@ class ReLUGrad(Function):
     @staticmethod
     def forward(ctx, g, y):
         ctx.y = y
-        return kernels.get_backend().relu_backward(g, y)
+        return kernels.backend_for(g).relu_backward(g, y)
 
     @staticmethod
     def backward(ctx, grad):
@@ -342,7 +342,7 @@ class Clip(Function):
 
     @staticmethod
     def forward(ctx, a, lo, hi):
-        inside = np.ones(a.shape, dtype=bool)
+        inside = np.ones(a.shape, dtype=bool, like=a)
         if lo is not None:
             inside &= a >= lo
         if hi is not None:

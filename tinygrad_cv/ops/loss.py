@@ -25,6 +25,8 @@ class NLLLoss(Function):
         t = target.reshape(-1)
         keep = t != ignore_index
         safe_t = np.where(keep, t, 0)
+        if not isinstance(logp, np.ndarray):
+            return _nll_gpu(ctx, logp, z, flat_z, t, keep, safe_t, weight, reduction)
         w = (weight[safe_t] if weight is not None else np.ones(t.shape, logp.dtype)) * keep
         w = w.astype(logp.dtype)
         picked = flat_z[np.arange(t.size), safe_t]
@@ -52,3 +54,26 @@ class NLLLoss(Function):
         if ctx.reduction == "none":
             grad = grad.unsqueeze(1)  # one loss per (n, ...) -> broadcast over classes
         return grad * grad._wrap(ctx.dz), None, None, None, None
+
+
+def _nll_gpu(ctx, logp, z, flat_z, t, keep, safe_t, weight, reduction):
+    """The same loss with gathers instead of fancy indexing (GPU arrays have no advanced indexing)."""
+    from ..cuda.array import scatter_add_along_axis
+
+    m, c = flat_z.shape
+    col = safe_t.reshape(m, 1)
+    w = keep.astype(logp.dtype)
+    if weight is not None:
+        w = w * np.take_along_axis(np.broadcast_to(weight.reshape(1, c), (m, c)), col, 1).reshape(m)
+    losses = -w * np.take_along_axis(flat_z, col, 1).reshape(m)
+    if reduction == "mean":
+        coef = w / w.sum()
+        out = losses.sum() / w.sum()
+    elif reduction == "sum":
+        coef, out = w, losses.sum()
+    else:
+        coef, out = w, losses.reshape(z.shape[:-1])  # one loss per target position
+    dz = scatter_add_along_axis((-coef).reshape(m, 1), col, 1, (m, c))
+    ctx.dz = np.moveaxis(dz.reshape(z.shape), -1, 1)
+    ctx.reduction = reduction
+    return out.astype(logp.dtype, copy=False)

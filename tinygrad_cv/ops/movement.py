@@ -60,7 +60,7 @@ class IndexAdd(Function):
     @staticmethod
     def forward(ctx, a, key, shape):
         ctx.key = key
-        out = np.zeros(shape, dtype=a.dtype)
+        out = np.zeros(shape, dtype=a.dtype, like=a)
         if _is_advanced(key):
             np.add.at(out, key, a)  # unbuffered: repeated indices accumulate
         else:
@@ -100,6 +100,10 @@ class ScatterAdd(Function):
     @staticmethod
     def forward(ctx, a, axis, index, shape):
         ctx.args = axis, index
+        if getattr(a, "device", "cpu") == "cuda" and not isinstance(a, np.ndarray):
+            from ..cuda.array import scatter_add_along_axis
+
+            return scatter_add_along_axis(a, index, axis, shape)  # atomics on the GPU
         out = np.zeros(shape, dtype=a.dtype)
         np.add.at(out, _along_axis(index, axis), a)
         return out

@@ -25,7 +25,7 @@ class MaxPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
-        y, idx = kernels.get_backend().max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+        y, idx = kernels.backend_for(x).max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
         ctx.idx = idx
         ctx.x_shape = x.shape
         return y, idx
@@ -41,7 +41,7 @@ class MaxUnpoolAdd(Function):
     @staticmethod
     def forward(ctx, gy, idx, x_shape):
         ctx.idx = idx
-        return kernels.get_backend().max_pool2d_backward(gy, idx, x_shape)
+        return kernels.backend_for(gy).max_pool2d_backward(gy, idx, x_shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -58,7 +58,7 @@ class AvgPool2d(Function):
     def forward(ctx, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
         ctx.args = kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         ctx.x_shape = x.shape
-        return kernels.get_backend().avg_pool2d_forward(x, *ctx.args)
+        return kernels.backend_for(x).avg_pool2d_forward(x, *ctx.args)
 
     @staticmethod
     def backward(ctx, grad):
@@ -71,7 +71,7 @@ class AvgPoolAdjoint(Function):
     @staticmethod
     def forward(ctx, gy, x_shape, args):
         ctx.args = args
-        return kernels.get_backend().avg_pool2d_backward(gy, x_shape, *args)
+        return kernels.backend_for(gy).avg_pool2d_backward(gy, x_shape, *args)
 
     @staticmethod
     def backward(ctx, grad):

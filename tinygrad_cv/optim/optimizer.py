@@ -224,7 +224,7 @@ class Optimizer:
                     f"but the parameter has shape {p.shape}"
                 )
             dtype = p.dtype if array.dtype.kind == "f" else array.dtype
-            return Tensor._wrap(np.array(array, dtype=dtype, copy=True))
+            return Tensor(array, dtype=dtype, device=p.device)  # a copy, on the parameter's device
         return copy.deepcopy(value)
 
     # --- printing ---------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class SGD(Optimizer):
         if mu != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = Tensor._wrap(np.array(g, copy=True))
+                buf = state["momentum_buffer"] = Tensor._wrap(g.copy())
             else:
                 b = buf.data
                 b *= mu

@@ -1,0 +1,89 @@
+"""GPU support: tensors on an NVIDIA GPU through the ``numba-cuda`` package.
+
+Nothing here imports ``numba.cuda`` until a CUDA tensor is asked for, so
+CPU users pay nothing for it (``import tinygrad_cv`` never touches the GPU
+stack).  Install the extra with ``pip install "tinygrad_cv[cuda]"``.
+
+Without a GPU, Numba's CUDA *simulator* runs the very same kernels in Python
+threads: set ``NUMBA_ENABLE_CUDASIM=1`` before anything imports Numba.  It is
+slow (each GPU thread is a Python thread) but exact, which is how the test
+suite checks every CUDA kernel on a machine without a GPU.
+
+``is_available()``         True when CUDA tensors can be made (a GPU, or the simulator)
+``is_simulator()``         True under ``NUMBA_ENABLE_CUDASIM=1``
+``synchronize()``          wait for every queued kernel (needed before timing on the host)
+``device_count()``         number of GPUs numba-cuda sees
+"""
+from __future__ import annotations
+
+import os
+
+__all__ = ["is_available", "is_simulator", "synchronize", "device_count", "require", "CudaUnavailableError"]
+
+
+class CudaUnavailableError(RuntimeError):
+    """Asked for ``device="cuda"`` where CUDA tensors cannot be made; the message says what is missing."""
+
+
+_state: dict = {}
+
+
+def is_simulator() -> bool:
+    """True when Numba's CUDA simulator stands in for a GPU (``NUMBA_ENABLE_CUDASIM=1``)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def _probe() -> str | None:
+    """Import numba's CUDA target once; return None if usable, else why not."""
+    if "why_not" in _state:
+        return _state["why_not"]
+    why = None
+    try:
+        import importlib.util
+
+        if not is_simulator() and importlib.util.find_spec("numba_cuda") is None:
+            why = (
+                "the numba-cuda package is not installed; install GPU support with "
+                "pip install \"tinygrad_cv[cuda]\" (or run on the CUDA simulator: NUMBA_ENABLE_CUDASIM=1)"
+            )
+        else:
+            from numba import cuda
+
+            if not cuda.is_available():
+                why = (
+                    "numba-cuda found no usable CUDA GPU: no NVIDIA driver (libcuda) or no device is visible "
+                    "to this process (check nvidia-smi and CUDA_VISIBLE_DEVICES); on a machine without a GPU, "
+                    "set NUMBA_ENABLE_CUDASIM=1 before importing tinygrad_cv to use the CUDA simulator"
+                )
+    except Exception as e:  # a broken CUDA install: say what failed, don't hide it
+        why = f"numba-cuda could not be loaded: {type(e).__name__}: {e}"
+    _state["why_not"] = why
+    return why
+
+
+def is_available() -> bool:
+    """True when ``device="cuda"`` works here (a GPU with its driver, or the simulator)."""
+    return _probe() is None
+
+
+def require() -> None:
+    """Raise :class:`CudaUnavailableError` naming what is missing, unless CUDA tensors can be made."""
+    why = _probe()
+    if why is not None:
+        raise CudaUnavailableError(f"device 'cuda' is not available: {why}")
+
+
+def device_count() -> int:
+    if not is_available():
+        return 0
+    from numba import cuda
+
+    return 1 if is_simulator() else len(cuda.gpus)
+
+
+def synchronize() -> None:
+    """Block until every kernel queued so far has finished."""
+    require()
+    from numba import cuda
+
+    cuda.synchronize()
