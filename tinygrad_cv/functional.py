@@ -316,6 +316,13 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     if p == 1.0:
         return input * 0.0
+    if input.device == "cuda":
+        # the mask is drawn on the GPU; its seed comes from the host generator, so manual_seed still rules
+        from .cuda.array import from_device_array
+        from .kernels.cuda_nn import dropout_mask
+
+        seed = int(_random.default_generator().integers(2**63))
+        return input * Tensor._wrap(from_device_array(dropout_mask(input.shape, p, input._float().dtype, seed)))
     keep = _random.default_generator().random(input.shape) >= p  # P(keep) = 1 - p
     scale = np.where(keep, 1.0 / (1.0 - p), 0.0).astype(input.dtype)
     return input * Tensor._wrap(scale)
@@ -432,6 +439,6 @@ def adaptive_avg_pool2d(input, output_size):
         lead = x.shape[:-2]
         blocks = x.reshape(lead + (oh, h // oh, ow, w // ow))
         return blocks.mean((-3, -1))
-    a_h = Tensor._wrap(_averaging_matrix(h, oh, x.dtype))
-    a_w = Tensor._wrap(_averaging_matrix(w, ow, x.dtype))
+    a_h = Tensor(_averaging_matrix(h, oh, x.dtype), device=x.device)
+    a_w = Tensor(_averaging_matrix(w, ow, x.dtype), device=x.device)
     return a_h @ x @ a_w.T

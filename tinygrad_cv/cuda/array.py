@@ -359,6 +359,12 @@ class CudaArray:
     def __rpow__(self, o):
         return np.power(o, self)
 
+    def __mod__(self, o):
+        return np.remainder(self, o)
+
+    def __floordiv__(self, o):
+        return np.floor_divide(self, o)
+
     def __matmul__(self, o):
         return _matmul(self, o)
 
@@ -472,7 +478,7 @@ def full(shape, value, dtype):
 
 def to_device(host):
     """Copy a host array (or Python data) to a new CudaArray."""
-    host = np.ascontiguousarray(host)
+    host = np.asarray(host, order="C")  # (not ascontiguousarray: it turns 0-d into shape (1,))
     if host.dtype.kind not in "fiub":
         raise TypeError(f"cannot move an array of dtype {host.dtype} to the GPU")
     flat = host.reshape(-1)

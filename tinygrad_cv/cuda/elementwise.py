@@ -73,6 +73,14 @@ def _minimum(a, b):
     return a if (a < b or a != a) else b
 
 
+def _mod(a, b):
+    return a % b  # Python's rule, as NumPy: the result has the sign of b
+
+
+def _floordiv(a, b):
+    return a // b
+
+
 def _gt(a, b):
     return a > b
 
@@ -134,9 +142,12 @@ def _abs(a):
 
 
 def _sign(a):
-    if a != a:
-        return a
-    return (a > 0) - (a < 0)
+    # written with a * 0 so the result keeps a's type (and NaN stays NaN)
+    if a > 0:
+        return a * 0 + 1
+    if a < 0:
+        return a * 0 - 1
+    return a * 0
 
 
 def _isnan(a):
@@ -153,6 +164,7 @@ def _not(a):
 
 BINARY = {
     "add": _add, "subtract": _sub, "multiply": _mul, "true_divide": _div, "divide": _div, "power": _pow,
+    "remainder": _mod, "floor_divide": _floordiv,
     "maximum": _maximum, "minimum": _minimum, "greater": _gt, "greater_equal": _ge, "less": _lt,
     "less_equal": _le, "equal": _eq, "not_equal": _ne, "logical_and": _and, "logical_or": _or,
     "bitwise_and": _and, "bitwise_or": _or,

@@ -15,18 +15,27 @@ import numpy as np
 from ..autograd import Function
 
 
-def _log_softmax(x, axis):
+def _log_softmax(x, axis, exp=False):
+    if not isinstance(x, np.ndarray) and axis == x.ndim - 1 and x.ndim >= 1:
+        # GPU: one fused launch per row block instead of max, subtract, exp, sum, log, subtract
+        from ..cuda.array import from_device_array
+        from ..kernels import cuda_nn
+
+        rows = x.reshape(-1, x.shape[-1]).device_array()
+        out = cuda_nn.softmax_forward(rows) if exp else cuda_nn.log_softmax_forward(rows)
+        return from_device_array(out).reshape(x.shape)
     m = np.max(x, axis=axis, keepdims=True)
     if not np.all(np.isfinite(m)):
         m = np.where(np.isfinite(m), m, 0)
     z = x - m
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    out = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    return np.exp(out) if exp else out
 
 
 class Softmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
-        out = np.exp(_log_softmax(x, axis))
+        out = _log_softmax(x, axis, exp=True)
         ctx.axis = axis
         ctx.save_for_backward(out)
         return out

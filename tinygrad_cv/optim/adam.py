@@ -54,9 +54,17 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = self._zeros_like(p)
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
         state["step"] += 1
         t = state["step"]
+        if self._fused_on_gpu(p, grad, state):
+            from ..kernels.cuda_optim import adam_step
+
+            vmax = state.get("max_exp_avg_sq")
+            adam_step(p.data.device_array(), grad.device_array(), state["exp_avg"].data.device_array(),
+                      state["exp_avg_sq"].data.device_array(), None if vmax is None else vmax.data.device_array(),
+                      t, lr, beta1, beta2, eps, wd, self._decoupled, group["amsgrad"], group["maximize"])
+            return
+        g = -grad if group["maximize"] else grad
         if wd != 0:
             if self._decoupled:
                 p.data *= 1 - lr * wd

@@ -39,12 +39,24 @@ class SGD(Optimizer):
 
     def _update(self, p, grad, state, group):
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if mu != 0 and "momentum_buffer" not in state and p.device == "cuda":
+            state["momentum_buffer"] = self._zeros_like(p)
+            first = True
+        else:
+            first = False
+        if self._fused_on_gpu(p, grad, state):
+            from ..kernels.cuda_optim import sgd_step
+
+            buf = state.get("momentum_buffer")
+            sgd_step(p.data.device_array(), grad.device_array(), None if buf is None else buf.data.device_array(),
+                     lr, mu, group["dampening"], wd, group["nesterov"], group["maximize"], first)
+            return
         g = -grad if group["maximize"] else grad
         if wd != 0:
             g = g + wd * p.data
         if mu != 0:
             buf = state.get("momentum_buffer")
-            if buf is None:
+            if buf is None or first:
                 buf = state["momentum_buffer"] = Tensor._wrap(g.copy())
             else:
                 b = buf.data
