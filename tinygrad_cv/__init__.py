@@ -7,8 +7,9 @@
 - ``gradcheck``: finite-difference checking of gradients
 - ``nn``, ``optim``: modules, layers, losses, optimizers and schedulers
 - ``data``, ``models``, ``checkpoint``: datasets and loaders, LeNet-5, safetensors checkpoints
+- ``cuda``: GPU tensors (``is_available()``, ``synchronize()``); imports nothing heavy until used
 """
-from . import autograd, functional
+from . import autograd, cuda, functional
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd import backward, grad
 from .gradcheck import GradcheckError, gradcheck, numerical_grad

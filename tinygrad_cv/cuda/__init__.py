@@ -13,12 +13,14 @@ suite checks every CUDA kernel on a machine without a GPU.
 ``is_simulator()``         True under ``NUMBA_ENABLE_CUDASIM=1``
 ``synchronize()``          wait for every queued kernel (needed before timing on the host)
 ``device_count()``         number of GPUs numba-cuda sees
+``count_launches()``       context manager counting kernel launches (what fusion saves)
 """
 from __future__ import annotations
 
 import os
 
-__all__ = ["is_available", "is_simulator", "synchronize", "device_count", "require", "CudaUnavailableError"]
+__all__ = ["is_available", "is_simulator", "synchronize", "device_count", "require", "CudaUnavailableError",
+           "count_launches"]
 
 
 class CudaUnavailableError(RuntimeError):
@@ -49,6 +51,7 @@ def _probe() -> str | None:
         else:
             from numba import cuda
 
+            _quiet_numba_cuda()
             if not cuda.is_available():
                 why = (
                     "numba-cuda found no usable CUDA GPU: no NVIDIA driver (libcuda) or no device is visible "
@@ -87,3 +90,55 @@ def synchronize() -> None:
     from numba import cuda
 
     cuda.synchronize()
+
+
+def _quiet_numba_cuda():
+    """Turn off numba-cuda's 'grid size < 128 blocks' warning: small layers launch small grids on purpose."""
+    try:
+        from numba.cuda.core import config
+    except ImportError:  # an older numba-cuda, or the simulator: nothing to quieten
+        return
+    config.CUDA_LOW_OCCUPANCY_WARNINGS = False
+
+
+class count_launches:
+    """Context manager counting kernel launches (``with count_launches() as c: ...; c.count``).
+
+    Every launch has a fixed cost of several microseconds on the host and the
+    GPU, so for small batches the number of launches per training step, not
+    the arithmetic, sets the pace. Works on a GPU and under the simulator.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self._undo = None
+
+    def __enter__(self):
+        require()
+        counter = self
+        if is_simulator():
+            from numba.cuda.simulator import kernel as sim
+
+            cls, name = sim.FakeCUDAKernel, "__call__"
+            original = cls.__call__
+
+            def patched(self, *args):
+                if not self._device:
+                    counter.count += 1
+                return original(self, *args)
+        else:
+            from numba.cuda import dispatcher
+
+            cls, name = dispatcher._LaunchConfiguration, "__call__"
+            original = cls.__call__
+
+            def patched(self, *args):
+                counter.count += 1
+                return original(self, *args)
+        setattr(cls, name, patched)
+        self._undo = lambda: setattr(cls, name, original)
+        return self
+
+    def __exit__(self, *exc):
+        self._undo()
+        return False
