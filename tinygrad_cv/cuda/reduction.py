@@ -24,7 +24,11 @@ import functools
 import numpy as np
 from numba import cuda
 
-from .launch import THREADS
+from . import is_simulator
+
+# threads per reduction block: a power of two for the halving tree. Under the
+# simulator every barrier synchronises Python threads, so blocks stay tiny there.
+THREADS = 8 if is_simulator() else 256
 
 _MAX_CHUNKS = 1024
 _MAX_ROWS = 65535  # the grid's y dimension; more rows are covered by a stride loop
