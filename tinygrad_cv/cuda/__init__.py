@@ -52,6 +52,10 @@ def _probe() -> str | None:
             from numba import cuda
 
             _quiet_numba_cuda()
+            if is_simulator():
+                from . import simulator
+
+                simulator.patch()
             if not cuda.is_available():
                 why = (
                     "numba-cuda found no usable CUDA GPU: no NVIDIA driver (libcuda) or no device is visible "

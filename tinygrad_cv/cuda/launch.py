@@ -9,7 +9,9 @@ small there (32 threads): same results, far less waiting.
 """
 from __future__ import annotations
 
-from . import is_simulator
+from . import _probe, is_simulator
+
+_probe()  # imported only by kernel modules: load numba-cuda once (and fix up the simulator)
 
 #: threads per block for 1-D (elementwise) kernels
 THREADS = 32 if is_simulator() else 256

@@ -25,6 +25,7 @@ import numpy as np
 from numba import cuda
 
 from . import is_simulator
+from .launch import grid_1d  # noqa: F401  (importing launch loads numba-cuda once and fixes up the simulator)
 
 # threads per reduction block: a power of two for the halving tree. Under the
 # simulator every barrier synchronises Python threads, so blocks stay tiny there.
