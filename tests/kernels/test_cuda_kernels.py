@@ -9,8 +9,6 @@ hypothesis budgets small.
 from __future__ import annotations
 
 import inspect
-import sys
-import threading
 
 import numpy as np
 import pytest
@@ -30,63 +28,6 @@ from tinygrad_cv.kernels import cuda as gpu  # noqa: E402
 DTYPES = [np.float32, np.float64]
 # relative to the same computation on |values| (the rounding-error yardstick)
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
-
-
-def _thread_safe_shared_arrays(monkeypatch):
-    """Make the simulator's ``cuda.shared.array`` safe to call from many threads at once.
-
-    The simulator gives each ``cuda.shared.array`` line of a launch one NumPy
-    array, found by check-then-insert in a dict without a lock: when a thread
-    switch falls between the check and the insert, two threads of a block
-    each create their own "shared" array, and values one writes never reach
-    the other (seen here as rare garbage in matmul results).  Same lookup,
-    under a lock.  Skipped if the simulator's internals look different.
-    """
-    try:
-        from numba.cuda.simulator import kernelapi
-
-        cls, types, numpy_support = kernelapi.FakeCUDAShared, kernelapi.types, kernelapi.numpy_support
-        original = cls.array
-        if "_allocations" not in cls.__init__.__code__.co_names:
-            return
-    except (ImportError, AttributeError):
-        return
-    lock = threading.Lock()
-
-    def array(self, shape, dtype, alignment=None):
-        if shape == 0 or alignment is not None:  # dynamic shared memory: not used here
-            return original(self, shape, dtype, alignment)
-        frame = sys._getframe(1)  # the kernel line: the simulator's key for "this array"
-        caller = (frame.f_code.co_filename, frame.f_lineno)
-        with lock:
-            res = self._allocations.get(caller)
-            if res is None:
-                res = np.empty(shape, numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else dtype)
-                self._allocations[caller] = res
-        return res
-
-    monkeypatch.setattr(cls, "array", array)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _simulator_tweaks():
-    """Under the simulator: thread-safe shared arrays (above), and quicker thread switches.
-
-    syncthreads() waits on a polling loop that competes for the GIL;
-    switching threads more often than every 5 ms (Python's default) makes
-    the kernels that synchronise several times faster.
-    """
-    if not tg_cuda.is_simulator():
-        yield
-        return
-    old = sys.getswitchinterval()
-    with pytest.MonkeyPatch.context() as mp:
-        _thread_safe_shared_arrays(mp)
-        sys.setswitchinterval(1e-4)
-        try:
-            yield
-        finally:
-            sys.setswitchinterval(old)
 
 
 # --------------------------------------------------------------------------
