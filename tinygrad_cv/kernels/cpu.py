@@ -118,6 +118,19 @@ __all__ = [
 # must be reproducible and comparable to the reference to ~1e-10 in float64.
 _PAR = dict(parallel=True, cache=True, fastmath=False, nogil=True)
 _SEQ = dict(cache=True, fastmath=False, nogil=True)
+# The register-blocked convolution kernels allow two rewrites, and only these:
+# "contract" fuses a*b + c into one FMA instruction (one rounding instead of
+# two: a different, not a worse, result; PyTorch's kernels do the same), and
+# "reassoc" (backward-weight only) lets LLVM split each dot product over the
+# 16 lanes of a vector register.  No "nnan"/"ninf": NaN and inf propagate as
+# in the reference.  The order of operations is fixed by the code and the
+# fixed work split, so repeated runs stay bit-identical.
+_PAR_FMA = dict(_PAR, fastmath={"contract"})
+_PAR_DOT = dict(_PAR, fastmath={"contract", "reassoc"})
+
+# Vector width (float32 lanes of an AVX-512 register) that the flat stride-1
+# loops are rounded up to, so no loop ends in a scalar remainder.
+_LANES = 16
 
 # Test hook: None = heuristic, "direct" or "gemm" forces a convolution path.
 _FORCE_STRATEGY: str | None = None
@@ -182,16 +195,97 @@ def _pad_planes(x, out, R, Wp, pt, pl):
                     row[v] = 0
 
 
-@njit(**_PAR)
-def _conv_fwd_direct(xp, Wp, w, b, y, sh, sw, dh, dw, groups):
-    """y[n, o] = b[o] + sum_{c in group} sum_{p,q} w[o,c,p,q] * shifted plane of xp[n, c].
+@njit(**_SEQ)
+def _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw):
+    """Flat offset of tap (c, p, q) in a stack of padded planes, padded to a multiple of 4.
 
-    xp is (N, C, R*Wp): zero-padded planes, rows Wp wide.  For stride 1 the
-    output is computed on the Wp-wide grid, so tap (c, p, q) is the flat
-    offset c*R*Wp + p*d*Wp + q*d and every tap is one long unit-stride loop.
-    Four taps are applied per pass over the accumulator: that quarters the
-    accumulator loads/stores, which are what limits a one-tap axpy, while
-    keeping the summation order of tap-by-tap accumulation.
+    The padding entries repeat the last tap; the kernels compute them and
+    throw the result away, so the 4-tap inner loops need no remainder loop.
+    """
+    T = Cg * KH * KW
+    offs = np.empty((T + 3) // 4 * 4, dtype=np.int64)
+    for cl in range(Cg):
+        for p in range(KH):
+            for q in range(KW):
+                offs[(cl * KH + p) * KW + q] = cl * RWp + p * dh * Wp + q * dw
+    for k in range(T, offs.shape[0]):
+        offs[k] = offs[T - 1]
+    return offs
+
+
+@njit(**_PAR_FMA)
+def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
+    """Stride-1 convolution: y[n, o] = b[o] + sum_{c,p,q} w[o,c,p,q] * xp[n, c, p*d:, q*d:].
+
+    xf is the zero-padded input, flat: image n, channel c starts at
+    n*CR + c*RWp and its rows are Wp wide.  The output is computed on that
+    Wp-wide grid, so tap k is a constant offset offs[k] and one output plane
+    is a long unit-stride loop ``acc[j] += w * xf[offs[k] + j]``.
+
+    Register blocking: a work item computes 4 output channels of one image
+    and applies 4 taps per pass, so each loaded input vector feeds 4 FMAs
+    and each accumulator load/store is shared by 4 taps (16 FMAs per 8
+    loads and 4 stores; a one-channel, one-tap loop does 1 FMA per 2 loads
+    and a store).  Blocks past the last channel of a group repeat it and are
+    not written.  The loop length is rounded up to whole vectors (the extra
+    columns are junk that the crop drops) wherever the read stays inside xf.
+    """
+    N, O, OH, OW = y.shape
+    Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
+    T = Cg * KH * KW
+    Og = O // groups
+    L = (OH - 1) * Wp + OW
+    Lv = (L + _LANES - 1) // _LANES * _LANES
+    offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw)
+    T4 = offs.shape[0]
+    # weights as (O, T4), zero in the padding taps
+    wt = np.zeros((O, T4), dtype=y.dtype)
+    wt[:, :T] = w.reshape(O, T)
+    NOB = (Og + 3) // 4
+    for t in prange(N * groups * NOB):
+        n = t // (groups * NOB)
+        r = t - n * (groups * NOB)
+        g = r // NOB
+        o0 = g * Og + (r - g * NOB) * 4
+        last = g * Og + Og - 1
+        i0, i1, i2, i3 = o0, min(o0 + 1, last), min(o0 + 2, last), min(o0 + 3, last)
+        base = n * CR + g * Cg * RWp
+        Lr = Lv if base + offs[T4 - 1] + Lv <= xf.shape[0] else L
+        xs = xf[base:]
+        acc = np.empty((4, Lv), dtype=y.dtype)
+        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+        a0[:] = b[i0]
+        a1[:] = b[i1]
+        a2[:] = b[i2]
+        a3[:] = b[i3]
+        for k in range(0, T4, 4):
+            s0 = xs[offs[k]:offs[k] + Lr]
+            s1 = xs[offs[k + 1]:offs[k + 1] + Lr]
+            s2 = xs[offs[k + 2]:offs[k + 2] + Lr]
+            s3 = xs[offs[k + 3]:offs[k + 3] + Lr]
+            u0, u1, u2, u3 = wt[i0, k], wt[i0, k + 1], wt[i0, k + 2], wt[i0, k + 3]
+            v0, v1, v2, v3 = wt[i1, k], wt[i1, k + 1], wt[i1, k + 2], wt[i1, k + 3]
+            x0, x1, x2, x3 = wt[i2, k], wt[i2, k + 1], wt[i2, k + 2], wt[i2, k + 3]
+            z0, z1, z2, z3 = wt[i3, k], wt[i3, k + 1], wt[i3, k + 2], wt[i3, k + 3]
+            for j in range(Lr):
+                e0 = s0[j]
+                e1 = s1[j]
+                e2 = s2[j]
+                e3 = s3[j]
+                a0[j] = a0[j] + u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+                a1[j] = a1[j] + v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
+                a2[j] = a2[j] + x0 * e0 + x1 * e1 + x2 * e2 + x3 * e3
+                a3[j] = a3[j] + z0 * e0 + z1 * e1 + z2 * e2 + z3 * e3
+        for i in range(min(4, last + 1 - o0)):
+            _crop_plane(acc[i], Wp, OH, 0, 0, y[n, o0 + i])
+
+
+@njit(**_PAR)
+def _conv_fwd_strided(xp, Wp, w, b, y, sh, sw, dh, dw, groups):
+    """Strided convolution, one (n, o) output plane per work item, row by row.
+
+    xp is (N, C, R*Wp): zero-padded planes, rows Wp wide; tap (c, p, q)
+    starts at c*R*Wp + p*d*Wp + q*d.
     """
     N, O, OH, OW = y.shape
     C = xp.shape[1]
@@ -199,48 +293,22 @@ def _conv_fwd_direct(xp, Wp, w, b, y, sh, sw, dh, dw, groups):
     Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
     T = Cg * KH * KW
     Og = O // groups
-    unit = sh == 1 and sw == 1
-    L = (OH - 1) * Wp + OW if unit else OH * OW
-    offs = np.empty(T, dtype=np.int64)
-    for cl in range(Cg):
-        for p in range(KH):
-            for q in range(KW):
-                offs[(cl * KH + p) * KW + q] = cl * RWp + p * dh * Wp + q * dw
-    T4 = T - T % 4
+    offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw)
     for t in prange(N * O):
         n = t // O
         o = t - n * O
         xs = xp[n].reshape(C * RWp)[(o // Og) * Cg * RWp:]
         wo = w[o].reshape(T)
-        acc = np.empty(L, dtype=y.dtype)
+        acc = np.empty(OH * OW, dtype=y.dtype)
         acc[:] = b[o]
-        if unit:
-            for k in range(0, T4, 4):
-                w0, w1, w2, w3 = wo[k], wo[k + 1], wo[k + 2], wo[k + 3]
-                s0 = xs[offs[k]:offs[k] + L]
-                s1 = xs[offs[k + 1]:offs[k + 1] + L]
-                s2 = xs[offs[k + 2]:offs[k + 2] + L]
-                s3 = xs[offs[k + 3]:offs[k + 3] + L]
-                for j in range(L):
-                    acc[j] = acc[j] + w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]
-            for k in range(T4, T):
-                wv = wo[k]
-                s0 = xs[offs[k]:offs[k] + L]
-                for j in range(L):
-                    acc[j] += wv * s0[j]
-        else:
-            for k in range(T):
-                wv = wo[k]
-                for i in range(OH):
-                    src = xs[offs[k] + i * sh * Wp:]
-                    row = acc[i * OW:(i + 1) * OW]
-                    for v in range(OW):
-                        row[v] += wv * src[v * sw]
-        out = y[n, o]
-        if unit:
-            _crop_plane(acc, Wp, OH, 0, 0, out)
-        else:
-            _crop_plane(acc, OW, OH, 0, 0, out)
+        for k in range(T):
+            wv = wo[k]
+            for i in range(OH):
+                src = xs[offs[k] + i * sh * Wp:]
+                row = acc[i * OW:(i + 1) * OW]
+                for v in range(OW):
+                    row[v] += wv * src[v * sw]
+        _crop_plane(acc, OW, OH, 0, 0, y[n, o])
 
 
 @njit(**_PAR)
@@ -274,70 +342,121 @@ def _conv_bwd_input_direct(gys, gs, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw
         _crop_plane(acc, Wp, R, pt, pl, gx[n, c])
 
 
+@njit(**_PAR_DOT)
+def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, groups, NB):
+    """Stride 1: part[ch, o, (c,p,q)] = sum_{n in chunk ch} sum_j gy[n, o].flat[j] * xf[n*CR + offs(c,p,q) + j].
+
+    gyf holds gy planes flat with rows Wp wide (zero in the gap columns, so
+    the junk positions of the Wp-wide grid contribute nothing), plane
+    stride G >= the loop length rounded up to whole vectors.  xf is the
+    padded input as in :func:`_conv_fwd_unit`.
+
+    A work item owns one chunk of NB images and a block of 4 output channels
+    of one group; it walks the taps 4 at a time and keeps the 16 dot products
+    of that 4 x 4 block in registers ("reassoc" lets each one be split over
+    the lanes of a vector), so each loaded vector of gy or x feeds 4 FMAs.
+    The chunks are summed afterwards in order, so the result does not depend
+    on how work items are scheduled.
+    """
+    NCH, O, T = part.shape
+    Cg = T // (KH * KW)
+    Og = O // groups
+    N = gyf.shape[0] // (O * G)
+    Lv = (L + _LANES - 1) // _LANES * _LANES
+    offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw)
+    T4 = offs.shape[0]
+    NOB = (Og + 3) // 4
+    zero = np.zeros(1, dtype=part.dtype)[0]
+    for t in prange(NCH * groups * NOB):
+        ch = t // (groups * NOB)
+        r = t - ch * (groups * NOB)
+        g = r // NOB
+        o0 = g * Og + (r - g * NOB) * 4
+        last = g * Og + Og - 1
+        i0, i1, i2, i3 = o0, min(o0 + 1, last), min(o0 + 2, last), min(o0 + 3, last)
+        nv = min(4, last + 1 - o0)
+        pt = part[ch]
+        n1 = min(N, (ch + 1) * NB)
+        for k in range(0, T4, 4):
+            a00 = a01 = a02 = a03 = zero
+            a10 = a11 = a12 = a13 = zero
+            a20 = a21 = a22 = a23 = zero
+            a30 = a31 = a32 = a33 = zero
+            for n in range(ch * NB, n1):
+                xb = n * CR + g * Cg * RWp
+                Lr = Lv if xb + offs[T4 - 1] + Lv <= xf.shape[0] else L
+                gb = n * O * G
+                g0 = gyf[gb + i0 * G:gb + i0 * G + Lr]
+                g1 = gyf[gb + i1 * G:gb + i1 * G + Lr]
+                g2 = gyf[gb + i2 * G:gb + i2 * G + Lr]
+                g3 = gyf[gb + i3 * G:gb + i3 * G + Lr]
+                s0 = xf[xb + offs[k]:xb + offs[k] + Lr]
+                s1 = xf[xb + offs[k + 1]:xb + offs[k + 1] + Lr]
+                s2 = xf[xb + offs[k + 2]:xb + offs[k + 2] + Lr]
+                s3 = xf[xb + offs[k + 3]:xb + offs[k + 3] + Lr]
+                for j in range(Lr):
+                    e0 = s0[j]
+                    e1 = s1[j]
+                    e2 = s2[j]
+                    e3 = s3[j]
+                    h = g0[j]
+                    a00 += h * e0
+                    a01 += h * e1
+                    a02 += h * e2
+                    a03 += h * e3
+                    h = g1[j]
+                    a10 += h * e0
+                    a11 += h * e1
+                    a12 += h * e2
+                    a13 += h * e3
+                    h = g2[j]
+                    a20 += h * e0
+                    a21 += h * e1
+                    a22 += h * e2
+                    a23 += h * e3
+                    h = g3[j]
+                    a30 += h * e0
+                    a31 += h * e1
+                    a32 += h * e2
+                    a33 += h * e3
+            blk = (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
+            for i in range(nv):
+                for c in range(min(4, T - k)):
+                    pt[o0 + i, k + c] = blk[i * 4 + c]
+
+
 @njit(**_PAR)
-def _conv_bwd_weight_direct(xp, Wp, gys, gs, gw, OH, OW, sh, sw, dh, dw, groups):
-    """gw[o, c, p, q] = sum_n sum_{i,j} gy[n, o, i, j] * xp[n, c, i*s + p*d, j*s + q*d].
+def _conv_bwd_weight_strided(xp, Wp, gys, gw, OH, OW, sh, sw, dh, dw, groups):
+    """Strided convolutions: gw[o, c, p, q] = sum_n sum_{i,j} gy[n, o, i, j] * xp[n, c, i*s + p*d, j*s + q*d].
 
     One work item per (o, c) pair owns gw[o, c, :, :].  The sum over output
-    positions is first done elementwise into per-tap buffers (vectorises
-    without reassociating anything), then each buffer is summed in index
-    order.  For stride 1 the positions are walked in blocks of JB: the
-    buffers of all KH*KW taps for one block fit in L1 and every image's gy
-    and x block is read once for all taps, instead of once per tap.
+    positions is first done elementwise into a row buffer (vectorises without
+    reassociating anything), then the buffer is summed in index order.
     """
     N, C = xp.shape[0], xp.shape[1]
     O, Cg, KH, KW = gw.shape
     T = KH * KW
     Og = O // groups
-    unit = sh == 1 and sw == 1
-    JB = 256
-    offs = np.empty(T, dtype=np.int64)
-    for p in range(KH):
-        for q in range(KW):
-            offs[p * KW + q] = p * dh * Wp + q * dw
     for t in prange(O * Cg):
         o = t // Cg
         cl = t - o * Cg
         c = (o // Og) * Cg + cl
-        sums = np.zeros(T, dtype=gw.dtype)
-        if unit:
-            L = (OH - 1) * Wp + OW
-            tmp = np.empty((T, JB), dtype=gw.dtype)
-            for j0 in range(0, L, JB):
-                jl = min(JB, L - j0)
-                tmp[:, :] = 0
-                for n in range(N):
-                    a = gys[n, o, j0:j0 + jl]
-                    xs = xp[n, c]
-                    for k in range(T):
-                        bb = xs[offs[k] + j0:offs[k] + j0 + jl]
-                        tk = tmp[k]
-                        for j in range(jl):
-                            tk[j] += a[j] * bb[j]
-                for k in range(T):
-                    sk = sums[k]
-                    tk = tmp[k]
-                    for j in range(jl):
-                        sk += tk[j]
-                    sums[k] = sk
-        else:
-            tmp1 = np.empty(OW, dtype=gw.dtype)
-            for k in range(T):
-                tmp1[:] = 0
-                for n in range(N):
-                    gplane = gys[n, o]
-                    xplane = xp[n, c]
-                    for i in range(OH):
-                        a = gplane[i * gs:i * gs + OW]
-                        bb = xplane[offs[k] + i * sh * Wp:]
-                        for v in range(OW):
-                            tmp1[v] += a[v] * bb[v * sw]
-                sk = sums[k]
-                for v in range(OW):
-                    sk += tmp1[v]
-                sums[k] = sk
+        tmp1 = np.empty(OW, dtype=gw.dtype)
         for k in range(T):
-            gw[o, cl, k // KW, k % KW] = sums[k]
+            off = (k // KW) * dh * Wp + (k % KW) * dw
+            tmp1[:] = 0
+            for n in range(N):
+                gplane = gys[n, o]
+                xplane = xp[n, c]
+                for i in range(OH):
+                    a = gplane[i * OW:(i + 1) * OW]
+                    bb = xplane[off + i * sh * Wp:]
+                    for v in range(OW):
+                        tmp1[v] += a[v] * bb[v * sw]
+            sk = np.zeros(1, dtype=gw.dtype)[0]
+            for v in range(OW):
+                sk += tmp1[v]
+            gw[o, cl, k // KW, k % KW] = sk
 
 
 @njit(**_PAR)
@@ -490,6 +609,54 @@ def _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
                 ids[i, j] = arg
 
 
+@njit(**_SEQ)
+def _take(val, best):
+    # branch-free "does val replace best": on random data "is it bigger" is a
+    # coin flip, and a mispredicted branch costs more than computing both sides
+    return (val > best) | (val != val)
+
+
+@njit(**_PAR)
+def _max_pool_fwd_inside(x, y, idx, KH, KW, sh, sw):
+    """_max_pool_fwd for the common case: no padding, no dilation, every window inside x.
+
+    Same rules (first max wins, NaN wins and the last NaN's index is kept),
+    without the per-window clipping.  The 2 x 2 window (LeNet's, VGG's) is
+    written out tap by tap: with fixed loop bounds and no inner loops the
+    compiler keeps everything in registers (2x faster than the loops).
+    """
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        xs = x[n, c].reshape(H * W)
+        ys = y[n, c].reshape(OH * OW)
+        ids = idx[n, c].reshape(OH * OW)
+        for i in range(OH):
+            r0 = i * sh * W
+            for j in range(OW):
+                k = r0 + j * sw
+                best = xs[k]
+                arg = k
+                if KH == 2 and KW == 2:
+                    for kk in (k + 1, k + W, k + W + 1):
+                        val = xs[kk]
+                        take = _take(val, best)
+                        best = val if take else best
+                        arg = kk if take else arg
+                else:
+                    for p in range(KH):
+                        for q in range(KW):
+                            kk = k + p * W + q
+                            val = xs[kk]
+                            take = _take(val, best)
+                            best = val if take else best
+                            arg = kk if take else arg
+                ys[i * OW + j] = best
+                ids[i * OW + j] = arg
+
+
 @njit(**_PAR)
 def _max_pool_bwd(gy, idx, gx):
     """gx[n, c].flat[idx] += gy: one (n, c) plane per work item, so no races."""
@@ -639,39 +806,48 @@ def _padded_input(x, pad4, KH, OH, sh, dh):
     return xp, Wp, R
 
 
-def _spread_rows(gy, Wp):
-    """gy planes re-laid with row stride Wp (zero gaps) for the flat stride-1 loops."""
+def _spread_planes(gy, Wp, L):
+    """gy planes re-laid with row stride Wp (zero gaps) for the flat stride-1 loops.
+
+    Returns (flat array, plane stride G).  G is whole rows and at least the
+    loop length L rounded up to whole vectors; the rows past OH are zero.
+    """
     N, O, OH, OW = gy.shape
-    if Wp == OW:
-        return gy.reshape(N, O, OH * OW)
-    out = np.empty((N, O, OH * Wp), dtype=gy.dtype)
-    _pad_planes(gy, out, OH, Wp, 0, 0)
-    return out
+    Lv = -(-L // _LANES) * _LANES
+    rows = max(OH, -(-Lv // Wp))
+    out = np.empty((N, O, rows * Wp), dtype=gy.dtype)
+    _pad_planes(gy, out, rows, Wp, 0, 0)
+    return out.reshape(-1), rows * Wp
 
 
-def _use_gemm(kind, N, O, Cg, KH, KW, groups, P) -> bool:
+def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
     """Pick the convolution path for one pass (see the module docstring for the numbers).
 
-    kind is "forward" / "input" / "weight".  im2col+GEMM needs a long
-    reduction per group (K = C/g*KH*KW) for BLAS to beat the direct loops, and
-    few groups (one GEMM each).  Forward and backward-input additionally need
-    enough total work to amortise the hand-over between the Numba and the
-    BLAS thread pools (about 0.5 ms per switch on two cores): LeNet's second
-    layer (15 M multiply-adds) is faster direct, a 64-channel 32x32 layer
-    (2.4 G) with GEMM.  Backward-weight's direct kernel is a reduction over the
-    whole batch per (o, c) pair and loses to BLAS already at LeNet's size.
+    kind is "forward" / "input" / "weight"; unit means stride 1.  im2col+GEMM
+    needs a long reduction per group (K = C/g*KH*KW) for BLAS to beat the
+    direct loops, few groups (one GEMM each), and enough total work to
+    amortise the hand-over between the Numba and the BLAS thread pools
+    (about 0.5 ms per switch on two cores): LeNet's layers (up to 61 M
+    multiply-adds at batch 256) are faster direct, a 64-channel 32x32 layer
+    (2.4 G) with GEMM.  The strided backward-weight kernel is a plain
+    reduction per (o, c) pair and loses to BLAS whenever K is long.
     """
     if _FORCE_STRATEGY is not None:
         return _FORCE_STRATEGY == "gemm"
     K = Cg * KH * KW
     if groups > 4 or K < _GEMM_MIN_K:
         return False
-    return kind == "weight" or N * O * P * K >= _GEMM_MIN_WORK
+    return (kind == "weight" and not unit) or N * O * P * K >= _GEMM_MIN_WORK
 
 
 # Thresholds of _use_gemm (measured on the bench shapes; see module docstring).
 _GEMM_MIN_K = 64
 _GEMM_MIN_WORK = 1 << 27
+
+# Images per work item of the stride-1 backward-weight kernel: a fixed number
+# (not "batch / threads"), so the partial sums - and the result - are the same
+# on any machine.  8 LeNet images of both layers fit in L2.
+_WEIGHT_CHUNK = 8
 
 
 def _chunk(N, rows, P):
@@ -688,8 +864,12 @@ def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
     if b is None:
         b = np.zeros(O, dtype=x.dtype)
-    if not _use_gemm("forward", N, O, Cg, KH, KW, groups, OH * OW):
-        _conv_fwd_direct(xp, Wp, w, b, y, sh, sw, dh, dw, groups)
+    unit = sh == 1 and sw == 1
+    if not _use_gemm("forward", N, O, Cg, KH, KW, groups, OH * OW, unit):
+        if unit:
+            _conv_fwd_unit(xp.reshape(-1), C * xp.shape[2], xp.shape[2], Wp, w, b, y, dh, dw, groups)
+        else:
+            _conv_fwd_strided(xp, Wp, w, b, y, sh, sw, dh, dw, groups)
         return y
     P = OH * OW
     K = Cg * KH * KW
@@ -724,8 +904,9 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
     R = _rows_needed(OH, KH, sh, dh)
     Wp = W + pl + pr
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
-    if not _use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW):
-        if sh == 1 and sw == 1:
+    unit = sh == 1 and sw == 1
+    if not _use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW, unit):
+        if unit:
             # Stride 1: the adjoint is itself a correlation, of gy padded by
             # d*(k-1) - p with the flipped, channel-transposed kernel, so the
             # (faster, gather-form) forward kernel computes it.
@@ -734,7 +915,8 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
             gyp = np.empty((N, O, Rg * Wg), dtype=gy.dtype)
             _pad_planes(gy, gyp, Rg, Wg, top, left)
             zeros = np.zeros(C, dtype=gy.dtype)
-            _conv_fwd_direct(gyp, Wg, _flipped_weight(w, groups), zeros, gx, 1, 1, dh, dw, groups)
+            _conv_fwd_unit(gyp.reshape(-1), O * Rg * Wg, Rg * Wg, Wg, _flipped_weight(w, groups), zeros, gx,
+                           dh, dw, groups)
         else:
             gys = gy.reshape(N, O, OH * OW)
             _conv_bwd_input_direct(gys, OW, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw, groups)
@@ -763,12 +945,17 @@ def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups):
     dh, dw = dilation
     xp, Wp, R = _padded_input(x, pad4, KH, OH, sh, dh)
     gw = np.empty((O, Cg, KH, KW), dtype=x.dtype)
-    if not _use_gemm("weight", N, O, Cg, KH, KW, groups, OH * OW):
-        if sh == 1 and sw == 1:
-            gys, gs = _spread_rows(gy, Wp), Wp
+    unit = sh == 1 and sw == 1
+    if not _use_gemm("weight", N, O, Cg, KH, KW, groups, OH * OW, unit):
+        if unit:
+            L = (OH - 1) * Wp + OW
+            gyf, G = _spread_planes(gy, Wp, L)
+            part = np.empty((-(-N // _WEIGHT_CHUNK), O, Cg * KH * KW), dtype=x.dtype)
+            _conv_bwd_weight_unit(xp.reshape(-1), C * xp.shape[2], xp.shape[2], Wp, gyf, G, L, part,
+                                  KH, KW, dh, dw, groups, _WEIGHT_CHUNK)
+            np.add.reduce(part, axis=0, out=gw.reshape(O, -1))  # chunk partial sums, in batch order
         else:
-            gys, gs = gy.reshape(N, O, OH * OW), OW
-        _conv_bwd_weight_direct(xp, Wp, gys, gs, gw, OH, OW, sh, sw, dh, dw, groups)
+            _conv_bwd_weight_strided(xp, Wp, gy.reshape(N, O, OH * OW), gw, OH, OW, sh, sw, dh, dw, groups)
         return gw
     P = OH * OW
     K = Cg * KH * KW
@@ -868,7 +1055,11 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     N, C = x.shape[:2]
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     idx = np.empty((N, C, OH, OW), dtype=np.int64)
-    _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw)
+    H, W = x.shape[2], x.shape[3]
+    if ph == pw == 0 and dh == dw == 1 and (OH - 1) * sh + KH <= H and (OW - 1) * sw + KW <= W:
+        _max_pool_fwd_inside(x, y, idx, KH, KW, sh, sw)
+    else:
+        _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw)
     return y, idx
 
 
