@@ -70,20 +70,29 @@ bit-identical (tested).
 
 Accumulation happens in the input dtype (float32 or float64), like PyTorch.
 
-Threading note
---------------
-Numba's OpenMP workers spin for a while after a parallel loop ends.  When the
-next call is a multi-threaded BLAS call (the GEMM path, or any ``x @ W`` in a
-model), the BLAS thread then competes with a spinning OpenMP thread for one of
-the two cores, and a 0.3 ms GEMM took 8 ms.  ``OMP_WAIT_POLICY=PASSIVE``
-(set below only if the user has not chosen a value) makes idle OpenMP threads
-sleep instead.  Measured on a LeNet-like sequence (conv, pool, conv, FC
-matmul): median 4.0 ms passive vs 8.0 ms with the default spinning.  The price
-is the wake-up of a sleeping worker on every parallel call: an isolated
-small kernel is 15-50 % slower than with spinning (LeNet conv2 forward
-0.95 vs 0.80 ms, a small max pool 0.60 vs 0.34 ms, medians).
+Threading
+---------
+Two thread pools share the two cores: Numba's OpenMP workers (the kernels
+here) and OpenBLAS's (every ``np.dot``).  Each kind of worker spins for a
+while after its work ends, waiting for more, and a spinning worker steals
+the core that the other pool's next call needs: a 0.3 ms GEMM took 8 ms.
 
-The variable must be in the environment before the OpenMP runtime starts,
+* OpenBLAS's workers spin longest (about 0.1 s), and an FC layer's GEMM runs
+  in every step, so they fought every Numba kernel of a LeNet step.
+  :func:`matmul` therefore runs products below ``_BLAS_ONE_THREAD_WORK``
+  multiply-adds on one BLAS thread, switched per call through threadpoolctl
+  (~2 us): there are then no BLAS workers to spin.
+* OpenMP's workers sleep after ``GOMP_SPINCOUNT`` spins (set below, unless
+  the user chose ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``).  Waking a
+  sleeping worker costs ~0.1 ms here, and a LeNet step makes about 17
+  parallel calls; spinning forever (``OMP_WAIT_POLICY=ACTIVE``) would starve
+  any other work.  Measured, LeNet-5 training step with one-thread BLAS
+  (ms per step, min of 3 runs; batch 1 / 64 / 256): sleeping at once
+  (``OMP_WAIT_POLICY=PASSIVE``) 4.3 / 8.3 / 22.4; ``GOMP_SPINCOUNT=20000``
+  1.9-3.1 / 5.5-6.0 / 19.3-19.4; 10000 and 50000 within the noise of 20000.
+  Before the BLAS change: 4.9 / 10.9 / 30.3 with PASSIVE.
+
+The variables must be in the environment before the OpenMP runtime starts,
 i.e. before the first parallel Numba call in the process - and before
 ``import torch``, whose libgomp has the same soname and is then the one Numba
 uses.
@@ -92,7 +101,8 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
@@ -1185,14 +1195,47 @@ def matmul(a, b):
 
     Plain ``np.dot``: BLAS reads transposed views (``W.T``) through its
     transpose flags without a copy, and calling it from Python avoids a Numba
-    dispatch on top of an already-tiny FC-layer GEMM.
+    dispatch on top of an already-tiny FC-layer GEMM.  Products below
+    ``_BLAS_ONE_THREAD_WORK`` multiply-adds run BLAS on one thread (see
+    "Threading" in the module docstring).
     """
     a = np.asarray(a)
     if a.dtype.type not in _FLOATS:
         raise TypeError(f"a must be float32 or float64, got {a.dtype}")
     b = np.asarray(b, dtype=a.dtype)
-    shapes.check_matmul(a.shape, b.shape)
+    M, N = shapes.check_matmul(a.shape, b.shape)
+    if M * N * a.shape[1] < _BLAS_ONE_THREAD_WORK:
+        return _dot_one_thread(a, b)
     return np.dot(a, b)
+
+
+# Below this many multiply-adds a matrix product runs BLAS on one thread:
+# LeNet's FC layers (12 M at batch 256) take well under a millisecond that way.
+_BLAS_ONE_THREAD_WORK = 1 << 26
+_BLAS_LIBS = None
+
+
+def _blas_libs():
+    """threadpoolctl's handles on the BLAS libraries NumPy loaded (found once, ~2 ms)."""
+    global _BLAS_LIBS
+    if _BLAS_LIBS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_LIBS = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _BLAS_LIBS
+
+
+def _dot_one_thread(a, b):
+    """np.dot with BLAS limited to one thread for this call (about 2 us to switch and back)."""
+    libs = _blas_libs()
+    before = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        return np.dot(a, b)
+    finally:
+        for lib, n in zip(libs, before):
+            lib.set_num_threads(n)
 
 
 def matmul_blocked(a, b, block=(64, 128, 128)):
