@@ -3,8 +3,13 @@
 Trains LeNet-5 (ReLU, max-pool; Adam; float32) on random MNIST-shaped batches
 (speed does not depend on the pixel values) for ``--steps`` batches and
 scales the time to one 60,000-image epoch. When torch is installed the
-identical model and optimizer run in PyTorch in the same process, with the
-same thread count, and the ratio is printed.
+identical model and optimizer run in PyTorch (in a process of its own, with
+the same thread count), and the ratio is printed.
+
+The two frameworks take turns, ``--repeats`` times each, and the fastest run
+of each is reported (with the slowest in brackets): on a shared machine the
+speed drifts by tens of percent within a minute, and alternating exposes both
+to the same drift.
 
     python bench/lenet_epoch.py                      # batch 64 and 256
     python bench/lenet_epoch.py --batch-sizes 64 --profile
@@ -157,6 +162,7 @@ def main():
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--steps", type=int, default=None, help="timed batches (default: about 1/4 epoch)")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating runs per framework (fastest is reported)")
     ap.add_argument("--profile", action="store_true", help="split our time into forward / backward / optimizer")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
@@ -174,11 +180,18 @@ def main():
     for bs in args.batch_sizes:
         steps = args.steps or max(EPOCH // bs // 4, 10)
         scale = EPOCH / (bs * steps)
-        ours = _run("ours", bs, steps, args.warmup, args.device, args.profile)
+        runs_ours, runs_torch = [], []
+        for _ in range(max(1, args.repeats)):
+            runs_ours.append(_run("ours", bs, steps, args.warmup, args.device, args.profile))
+            if have_torch:
+                runs_torch.append(_run("torch", bs, steps, args.warmup, args.device)["seconds"])
+        ours = min(runs_ours, key=lambda r: r["seconds"])
+        spread = max(r["seconds"] for r in runs_ours)
         line = f"{bs:6d} {ours['seconds'] * scale:11.2f}s"
         if have_torch:
-            theirs = _run("torch", bs, steps, args.warmup, args.device)["seconds"]
+            theirs = min(runs_torch)
             line += f" {theirs * scale:8.2f}s {ours['seconds'] / theirs:6.2f}x"
+            line += f"   (slowest runs: {spread * scale:.2f}s / {max(runs_torch) * scale:.2f}s)"
         if ours.get("launches") is not None:
             line += f"   ({ours['launches']} kernel launches per step)"
         print(line, flush=True)

@@ -52,3 +52,35 @@ def test_matmul_shape_errors(twin):
     if twin == "cpu":
         with pytest.raises(ValueError, match=r"3 != 4"):
             cpu.matmul_blocked(np.zeros((2, 3)), np.zeros((4, 5)))
+
+
+def test_small_products_use_one_blas_thread_and_restore_the_setting(monkeypatch):
+    """matmul limits BLAS to one thread for the call only; the user's setting comes back."""
+    class FakeBlas:  # records what matmul asks of the BLAS library
+        def __init__(self):
+            self.threads, self.calls = 3, []
+
+        def get_num_threads(self):
+            return self.threads
+
+        def set_num_threads(self, n):
+            self.calls.append(n)
+            self.threads = n
+
+    fake = FakeBlas()
+    monkeypatch.setattr(cpu, "_BLAS_LIBS", [fake])
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 400)), rng.standard_normal((400, 120))
+    np.testing.assert_allclose(cpu.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    assert fake.calls == [1, 3] and fake.threads == 3
+    # a product above the threshold leaves the library's thread count alone
+    monkeypatch.setattr(cpu, "_BLAS_ONE_THREAD_WORK", 64 * 400 * 120)
+    cpu.matmul(a, b)
+    assert fake.calls == [1, 3]
+
+
+def test_blas_libraries_are_found():
+    """threadpoolctl sees the BLAS that NumPy uses, so the one-thread switch has an effect."""
+    libs = cpu._blas_libs()
+    assert libs, "threadpoolctl found no BLAS library in this NumPy"
+    assert all(lib.get_num_threads() >= 1 for lib in libs)

@@ -9,64 +9,64 @@ Strategy per kernel
 Two ways to compute a convolution are implemented; :func:`_use_gemm` picks
 one per pass:
 
-* **direct** - ``prange`` over independent output planes; each work item
-  accumulates ``w[o,c,p,q] * x_shifted`` into a private buffer.  The trick
-  that makes it fast: the input is copied once into a zero-padded buffer whose
-  rows are ``Wp`` wide, and for stride 1 the output is computed on that same
-  ``Wp``-wide grid.  Then "shift the input by tap (p, q)" is a constant offset
-  into a flat array and every tap is one long unit-stride
+* **direct** - the input is copied once into a zero-padded buffer whose rows
+  are ``Wp`` wide, and for stride 1 the output is computed on that same
+  ``Wp``-wide grid.  Then "shift the input by tap (p, q)" is a constant
+  offset into a flat array and every tap is one long unit-stride
   ``acc[j] += w * x[j + off]`` loop (~900 elements for LeNet's first layer)
   that LLVM vectorises (AVX-512 here), instead of 28 short rows with bounds
-  checks; the few junk columns (``Wp - OW`` per row) are cropped at the end.
-  Four taps are applied per pass over ``acc`` (1.9x faster than one: the
-  loop is bound by ``acc`` loads/stores, not by arithmetic).  For stride 1,
-  backward-input is the same kernel run on gy padded by ``d*(k-1) - pad``
-  with the flipped, channel-transposed kernel (a gather instead of a
-  scatter); strided backward-input uses a scatter kernel over (n, c) planes.
+  checks; the junk columns (``Wp - OW`` per row) are cropped at the end, and
+  the loops are rounded up to whole vectors.  Such a loop alone is bound by
+  loads and stores, not arithmetic, so the stride-1 kernels are
+  *register-blocked* like a GEMM micro-kernel: 4 output channels x 4 taps
+  per pass (forward), 4 input channels x 4 output channels (backward-input,
+  a scatter over (n, c) planes), and 4 x 4 dot products held in registers
+  (backward-weight, over chunks of 8 images): each loaded vector feeds 4
+  fused multiply-adds.  Strided convolutions use simpler per-plane loops.
 * **gemm** - im2col into a ``(C*KH*KW, n*OH*OW)`` matrix for a chunk of images
   (Numba, parallel), one BLAS GEMM per group (``np.dot`` from Python, so the
   BLAS library's own threads run it), and a parallel copy back to NCHW.
   Backward-input is GEMM + col2im, backward-weight is im2col + GEMM.
 
-Measured with both paths forced (ms, min of 15-40 runs; float32, batch 64,
-2 cores; ranges are over repeated runs - other processes shared this box):
+Measured with both paths forced (ms, min of 5-20 runs; float32, batch 64,
+2 cores, PyTorch 2.13 on the same box for scale):
 
-=========================  ==========  ===================  ===================
-layer                      pass        direct               gemm
-=========================  ==========  ===================  ===================
-conv 1->6 5x5 p2, 28x28    fwd         0.44 - 0.61          0.66 - 1.39
-(K = 25, 7.5 M MAC)        bwd_input   0.48 - 0.65          0.61 - 1.26
-                           bwd_weight  1.02 - 1.30          1.33 - 1.96
-conv 6->16 5x5, 14x14      fwd         0.82 - 0.88          0.89 - 1.61
-(K = 150, 15 M MAC)        bwd_input   1.27 - 1.46          0.83 - 1.57
-                           bwd_weight  1.79 - 2.34          1.12 - 2.51
-conv 64->64 3x3 p1, 32x32  fwd         57                   40 - 50
-(K = 576, 2.4 G MAC)       bwd_input   62                   46 - 55
-                           bwd_weight  206                  45 - 53
-=========================  ==========  ===================  ===================
+=========================  ==========  ========  =========  =======
+layer                      pass        direct    gemm       PyTorch
+=========================  ==========  ========  =========  =======
+conv 6->16 5x5, 14x14      fwd         0.49      1.0        0.24
+(K = 150, 15 M MAC)        bwd_input   0.77      1.1        0.48
+                           bwd_weight  0.47      1.1        0.38
+conv 64->64 3x3 p1, 32x32  fwd         40        51         44
+(K = 576, 2.4 G MAC)       bwd_input   44        57         45
+                           bwd_weight  34        59         44
+conv 64->128 3x3 s2 p1     fwd         785       47
+(strided, 1.2 G MAC)       bwd_input   689       44
+                           bwd_weight  828       36
+=========================  ==========  ========  =========  =======
 
-So: direct for short reductions (K < 64, i.e. LeNet's first layer) and for
-many groups; GEMM for the weight gradient once K >= 64; GEMM for forward and
-backward-input only when there is also enough work (>= 2**27 multiply-adds)
-to pay for handing the cores from Numba's thread pool to BLAS's and back
-(each hand-over costs ~0.5 ms here: im2col 0.49 + GEMM 0.26 + copy-back 0.06
-ms measured separately became 2.0 ms in sequence on LeNet's second layer).
+So: direct for every stride-1 convolution; for strided ones, direct for
+short reductions (K < 64) and many groups, GEMM for the weight gradient once
+K >= 64, and GEMM for forward and backward-input when there is also enough
+work (>= 2**27 multiply-adds) to pay for handing the cores from Numba's
+thread pool to BLAS's and back.
 
 Pooling is direct (``prange`` over (n, c) planes; there is no arithmetic to
-give to BLAS), with branch-free max selection (1.5x faster than ``if``).
-``matmul`` is ``np.dot`` (BLAS); ``matmul_blocked`` is the hand-written
-cache-blocked teaching version (4-9x slower than BLAS, see bench).
+give to BLAS), with branch-free max selection (1.5x faster than ``if``) and
+an unrolled 2 x 2 window.  ``matmul`` is ``np.dot`` (BLAS); ``matmul_blocked``
+is the hand-written cache-blocked teaching version (3-30x slower than BLAS,
+see bench).
 
 Race freedom and determinism
 ----------------------------
 Every parallel loop gives each work item exclusive ownership of the output
-elements it writes: forward over (n, o) planes, backward-input and col2im over
-(n, c) planes (all scatter-adds into one plane happen in one thread, in a
-fixed order), backward-weight over (o, c) pairs (each item owns
-``gw[o, c, :, :]`` and sums over the batch in order), max-pool backward over
-(n, c) planes.  The GEMM path accumulates weight gradients chunk by chunk in
-batch order.  So results do not depend on thread timing: two runs are
-bit-identical (tested).
+elements it writes: forward over (n, output-channel block) planes,
+backward-input and col2im over (n, c) planes (all scatter-adds into one plane
+happen in one thread, in a fixed order), backward-weight over (image chunk,
+channel block) pairs whose partial sums are then added in batch order,
+max-pool backward over (n, c) planes.  The GEMM path accumulates weight
+gradients chunk by chunk in batch order.  So results do not depend on thread
+timing: two runs are bit-identical (tested).
 
 Accumulation happens in the input dtype (float32 or float64), like PyTorch.
 
@@ -917,21 +917,21 @@ def _spread_planes(gy, Wp, L):
 def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
     """Pick the convolution path for one pass (see the module docstring for the numbers).
 
-    kind is "forward" / "input" / "weight"; unit means stride 1.  im2col+GEMM
-    needs a long reduction per group (K = C/g*KH*KW) for BLAS to beat the
-    direct loops, few groups (one GEMM each), and enough total work to
-    amortise the hand-over between the Numba and the BLAS thread pools
-    (about 0.5 ms per switch on two cores): LeNet's layers (up to 61 M
-    multiply-adds at batch 256) are faster direct, a 64-channel 32x32 layer
-    (2.4 G) with GEMM.  The strided backward-weight kernel is a plain
+    kind is "forward" / "input" / "weight"; unit means stride 1, where the
+    register-blocked direct kernels beat im2col+GEMM at every measured size.
+    For strided convolutions im2col+GEMM needs a long reduction per group
+    (K = C/g*KH*KW) for BLAS to beat the direct loops, few groups (one GEMM
+    each), and - forward and backward-input - enough total work to amortise
+    the hand-over between the Numba and the BLAS thread pools (about 0.5 ms
+    per switch on two cores).  The strided backward-weight kernel is a plain
     reduction per (o, c) pair and loses to BLAS whenever K is long.
     """
     if _FORCE_STRATEGY is not None:
         return _FORCE_STRATEGY == "gemm"
     K = Cg * KH * KW
-    if groups > 4 or K < _GEMM_MIN_K:
+    if unit or groups > 4 or K < _GEMM_MIN_K:
         return False
-    return (kind == "weight" and not unit) or N * O * P * K >= _GEMM_MIN_WORK
+    return kind == "weight" or N * O * P * K >= _GEMM_MIN_WORK
 
 
 # Thresholds of _use_gemm (measured on the bench shapes; see module docstring).
