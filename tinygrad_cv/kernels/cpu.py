@@ -99,6 +99,7 @@ uses.
 """
 from __future__ import annotations
 
+import itertools
 import os
 
 if "OMP_WAIT_POLICY" not in os.environ:
@@ -1216,26 +1217,43 @@ _BLAS_LIBS = None
 
 
 def _blas_libs():
-    """threadpoolctl's handles on the BLAS libraries NumPy loaded (found once, ~2 ms)."""
+    """(get_num_threads, set_num_threads) of each BLAS library NumPy loaded (found once, ~2 ms).
+
+    threadpoolctl finds the libraries; for OpenBLAS the two C functions are
+    then called directly through ctypes (threadpoolctl's own per-call methods
+    do bookkeeping that allocates on every call, and matmul runs in every
+    training step).
+    """
     global _BLAS_LIBS
     if _BLAS_LIBS is None:
         from threadpoolctl import ThreadpoolController
 
-        _BLAS_LIBS = ThreadpoolController().select(user_api="blas").lib_controllers
+        found = []
+        for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+            pair = None
+            if lib.internal_api == "openblas":
+                for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_", "_64")):
+                    get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                    put = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                    if get is not None and put is not None:
+                        pair = (get, put)
+                        break
+            found.append(pair or (lib.get_num_threads, lib.set_num_threads))
+        _BLAS_LIBS = found
     return _BLAS_LIBS
 
 
 def _dot_one_thread(a, b):
     """np.dot with BLAS limited to one thread for this call (about 2 us to switch and back)."""
     libs = _blas_libs()
-    before = [lib.get_num_threads() for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
+    before = [get() for get, _ in libs]
+    for _, put in libs:
+        put(1)
     try:
         return np.dot(a, b)
     finally:
-        for lib, n in zip(libs, before):
-            lib.set_num_threads(n)
+        for (_, put), n in zip(libs, before):
+            put(n)
 
 
 def matmul_blocked(a, b, block=(64, 128, 128)):
