@@ -137,7 +137,7 @@ _SEQ = dict(cache=True, fastmath=False, nogil=True)
 # in the reference.  The order of operations is fixed by the code and the
 # fixed work split, so repeated runs stay bit-identical.
 _PAR_FMA = dict(_PAR, fastmath={"contract"})
-_PAR_DOT = dict(_PAR, fastmath={"contract", "reassoc"})
+_SEQ_DOT = dict(_SEQ, fastmath={"contract", "reassoc"})
 
 # Vector width (float32 lanes of an AVX-512 register) that the flat stride-1
 # loops are rounded up to, so no loop ends in a scalar remainder.
@@ -178,8 +178,7 @@ def _pad_planes(x, out, R, Wp, pt, pl):
     """out[n, c] (flat R x Wp) = x[n, c] shifted down by pt rows and right by pl columns.
 
     Zeros everywhere else.  Negative shifts crop x instead.  Used for the
-    zero-padded input copy, to re-lay gy with a row stride of Wp, and to pad
-    gy for the stride-1 backward-input-as-forward trick.
+    zero-padded input copy and to re-lay gy with a row stride of Wp.
     """
     N, C, H, W = x.shape
     v0 = max(pl, 0)
@@ -204,6 +203,12 @@ def _pad_planes(x, out, R, Wp, pt, pl):
             else:
                 for v in range(Wp):
                     row[v] = 0
+
+
+@njit(**_SEQ)
+def _whole_vectors(L):
+    """L rounded up to a multiple of the vector width."""
+    return (L + _LANES - 1) // _LANES * _LANES
 
 
 @njit(**_SEQ)
@@ -248,7 +253,7 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
     T = Cg * KH * KW
     Og = O // groups
     L = (OH - 1) * Wp + OW
-    Lv = (L + _LANES - 1) // _LANES * _LANES
+    Lv = _whole_vectors(L)
     offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw, False)
     T4 = T - T % 4
     wt = w.reshape(O, T)
@@ -322,7 +327,7 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
     O, Cg, KH, KW = w.shape
     Og = O // groups
     KK = KH * KW
-    Lv = (L + _LANES - 1) // _LANES * _LANES
+    Lv = _whole_vectors(L)
     offs = _tap_offsets(1, 0, Wp, KH, KW, dh, dw, False)
     O4 = Og - Og % 4
     NCB = (Cg + 3) // 4
@@ -410,7 +415,7 @@ def _conv_fwd_strided(xp, Wp, w, b, y, sh, sw, dh, dw, groups):
 def _conv_bwd_input_direct(gys, gs, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw, groups):
     """Strided convolutions: gx[n, c] = crop( sum_o sum_{p,q} w[o,c,p,q] * gy[n, o] scattered to tap (p, q) ).
 
-    (Stride 1 uses the forward kernel on padded gy instead; see _conv_bwd_input.)
+    (Stride 1 uses the register-blocked :func:`_conv_bwd_input_unit` instead.)
     One work item per (n, c) plane, so the scatter-adds never race.  gys holds
     gy planes flat with row stride gs.
     """
@@ -437,7 +442,7 @@ def _conv_bwd_input_direct(gys, gs, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw
         _crop_plane(acc, Wp, R, pt, pl, gx[n, c])
 
 
-@njit(**_PAR_DOT)
+@njit(**_PAR)
 def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, groups, NB):
     """Stride 1: part[ch, o, (c,p,q)] = sum_{n in chunk ch} sum_j gy[n, o].flat[j] * xf[n*CR + offs(c,p,q) + j].
 
@@ -447,9 +452,10 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, grou
     padded input as in :func:`_conv_fwd_unit`.
 
     A work item owns one chunk of NB images and a block of 4 output channels
-    of one group; it walks the taps 4 at a time and keeps the 16 dot products
-    of that 4 x 4 block in registers ("reassoc" lets each one be split over
-    the lanes of a vector), so each loaded vector of gy or x feeds 4 FMAs.
+    of one group; it walks the taps 4 at a time, and :func:`_dot_block_4x4`
+    keeps the 16 dot products of each 4 x 4 block in registers ("reassoc"
+    lets each one be split over the lanes of a vector), so each loaded
+    vector of gy or x feeds 4 FMAs.
     The chunks are summed afterwards in order, so the result does not depend
     on how work items are scheduled.
     """
@@ -457,67 +463,83 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, grou
     Cg = T // (KH * KW)
     Og = O // groups
     N = gyf.shape[0] // (O * G)
-    Lv = (L + _LANES - 1) // _LANES * _LANES
+    Lv = _whole_vectors(L)
     offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw, True)
     T4 = offs.shape[0]
     NOB = (Og + 3) // 4
-    zero = np.zeros(1, dtype=part.dtype)[0]
     for t in prange(NCH * groups * NOB):
         ch = t // (groups * NOB)
         r = t - ch * (groups * NOB)
         g = r // NOB
         o0 = g * Og + (r - g * NOB) * 4
         last = g * Og + Og - 1
-        i0, i1, i2, i3 = o0, min(o0 + 1, last), min(o0 + 2, last), min(o0 + 3, last)
         nv = min(4, last + 1 - o0)
-        pt = part[ch]
-        n1 = min(N, (ch + 1) * NB)
+        blk = np.empty((4, 4), dtype=part.dtype)
         for k in range(0, T4, 4):
-            a00 = a01 = a02 = a03 = zero
-            a10 = a11 = a12 = a13 = zero
-            a20 = a21 = a22 = a23 = zero
-            a30 = a31 = a32 = a33 = zero
-            for n in range(ch * NB, n1):
-                xb = n * CR + g * Cg * RWp
-                Lr = Lv if xb + offs[T4 - 1] + Lv <= xf.shape[0] else L
-                gb = n * O * G
-                g0 = gyf[gb + i0 * G:gb + i0 * G + Lr]
-                g1 = gyf[gb + i1 * G:gb + i1 * G + Lr]
-                g2 = gyf[gb + i2 * G:gb + i2 * G + Lr]
-                g3 = gyf[gb + i3 * G:gb + i3 * G + Lr]
-                s0 = xf[xb + offs[k]:xb + offs[k] + Lr]
-                s1 = xf[xb + offs[k + 1]:xb + offs[k + 1] + Lr]
-                s2 = xf[xb + offs[k + 2]:xb + offs[k + 2] + Lr]
-                s3 = xf[xb + offs[k + 3]:xb + offs[k + 3] + Lr]
-                for j in range(Lr):
-                    e0 = s0[j]
-                    e1 = s1[j]
-                    e2 = s2[j]
-                    e3 = s3[j]
-                    h = g0[j]
-                    a00 += h * e0
-                    a01 += h * e1
-                    a02 += h * e2
-                    a03 += h * e3
-                    h = g1[j]
-                    a10 += h * e0
-                    a11 += h * e1
-                    a12 += h * e2
-                    a13 += h * e3
-                    h = g2[j]
-                    a20 += h * e0
-                    a21 += h * e1
-                    a22 += h * e2
-                    a23 += h * e3
-                    h = g3[j]
-                    a30 += h * e0
-                    a31 += h * e1
-                    a32 += h * e2
-                    a33 += h * e3
-            blk = (a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33)
+            _dot_block_4x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * RWp,
+                           offs[T4 - 1], O, G, L, Lv, o0, last, blk)
             for i in range(nv):
                 for c in range(min(4, T - k)):
-                    pt[o0 + i, k + c] = blk[i * 4 + c]
+                    part[ch, o0 + i, k + c] = blk[i, c]
+
+
+@njit(**_SEQ_DOT)
+def _dot_block_4x4(xf, gyf, offs4, n0, n1, CR, xoff, off_max, O, G, L, Lv, o0, last, blk):
+    """blk[i, c] = sum_{n0 <= n < n1} sum_j gy[n, o0 + i].flat[j] * xf[n*CR + xoff + offs4[c] + j].
+
+    The micro-kernel of :func:`_conv_bwd_weight_unit`: the 16 dot products
+    of a 4 x 4 block live in registers.  Channels past ``last`` repeat it.
+    A sequential function of its own, so Numba's parallel-loop passes never
+    see (and never rewrite) the register accumulators.
+    """
+    i0, i1, i2, i3 = o0, min(o0 + 1, last), min(o0 + 2, last), min(o0 + 3, last)
+    zero = np.zeros(1, dtype=blk.dtype)[0]
+    a00 = a01 = a02 = a03 = zero
+    a10 = a11 = a12 = a13 = zero
+    a20 = a21 = a22 = a23 = zero
+    a30 = a31 = a32 = a33 = zero
+    for n in range(n0, n1):
+        xb = n * CR + xoff
+        # whole vectors wherever the longest tap's read stays inside xf
+        Lr = Lv if xb + off_max + Lv <= xf.shape[0] else L
+        gb = n * O * G
+        g0 = gyf[gb + i0 * G:gb + i0 * G + Lr]
+        g1 = gyf[gb + i1 * G:gb + i1 * G + Lr]
+        g2 = gyf[gb + i2 * G:gb + i2 * G + Lr]
+        g3 = gyf[gb + i3 * G:gb + i3 * G + Lr]
+        s0 = xf[xb + offs4[0]:xb + offs4[0] + Lr]
+        s1 = xf[xb + offs4[1]:xb + offs4[1] + Lr]
+        s2 = xf[xb + offs4[2]:xb + offs4[2] + Lr]
+        s3 = xf[xb + offs4[3]:xb + offs4[3] + Lr]
+        for j in range(Lr):
+            e0 = s0[j]
+            e1 = s1[j]
+            e2 = s2[j]
+            e3 = s3[j]
+            h = g0[j]
+            a00 += h * e0
+            a01 += h * e1
+            a02 += h * e2
+            a03 += h * e3
+            h = g1[j]
+            a10 += h * e0
+            a11 += h * e1
+            a12 += h * e2
+            a13 += h * e3
+            h = g2[j]
+            a20 += h * e0
+            a21 += h * e1
+            a22 += h * e2
+            a23 += h * e3
+            h = g3[j]
+            a30 += h * e0
+            a31 += h * e1
+            a32 += h * e2
+            a33 += h * e3
+    blk[0, 0], blk[0, 1], blk[0, 2], blk[0, 3] = a00, a01, a02, a03
+    blk[1, 0], blk[1, 1], blk[1, 2], blk[1, 3] = a10, a11, a12, a13
+    blk[2, 0], blk[2, 1], blk[2, 2], blk[2, 3] = a20, a21, a22, a23
+    blk[3, 0], blk[3, 1], blk[3, 2], blk[3, 3] = a30, a31, a32, a33
 
 
 @njit(**_PAR)
@@ -651,6 +673,13 @@ def _tap_range(base, d, k, n):
     return lo, hi
 
 
+@njit(**_SEQ)
+def _take(val, best):
+    # branch-free "does val replace best": on random data "is it bigger" is a
+    # coin flip, and a mispredicted branch costs more than computing both sides
+    return (val > best) | (val != val)
+
+
 @njit(**_PAR)
 def _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
     """Window max with PyTorch's index, tie (first max) and NaN (last NaN) rules.
@@ -694,21 +723,11 @@ def _max_pool_fwd(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
                     for q in range(qlo, qhi):
                         v = wb + q * dw
                         val = row[v]
-                        # branch-free select: on random data "is it bigger"
-                        # is a coin flip, and a mispredicted branch costs more
-                        # than always computing both sides
-                        take = (val > best) | (val != val)
+                        take = _take(val, best)
                         best = val if take else best
                         arg = h * W + v if take else arg
                 ys[i, j] = best
                 ids[i, j] = arg
-
-
-@njit(**_SEQ)
-def _take(val, best):
-    # branch-free "does val replace best": on random data "is it bigger" is a
-    # coin flip, and a mispredicted branch costs more than computing both sides
-    return (val > best) | (val != val)
 
 
 @njit(**_PAR)
@@ -908,7 +927,7 @@ def _spread_planes(gy, Wp, L):
     loop length L rounded up to whole vectors; the rows past OH are zero.
     """
     N, O, OH, OW = gy.shape
-    Lv = -(-L // _LANES) * _LANES
+    Lv = _whole_vectors(L)
     rows = max(OH, -(-Lv // Wp))
     out = np.empty((N, O, rows * Wp), dtype=gy.dtype)
     _pad_planes(gy, out, rows, Wp, 0, 0)
@@ -980,13 +999,6 @@ def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
             np.dot(w2[g * Og:(g + 1) * Og], col[g * K:(g + 1) * K], out=ym[g * Og:(g + 1) * Og])
         _onp_to_nchw(ym, b, y, n0)
     return y
-
-
-def _flipped_weight(w, groups):
-    """w'[c, o, p, q] = w[o, c, KH-1-p, KW-1-q] within each group: (C, O/groups, KH, KW)."""
-    O, Cg, KH, KW = w.shape
-    wg = w.reshape(groups, O // groups, Cg, KH, KW)[:, :, :, ::-1, ::-1]
-    return np.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4)).reshape(groups * Cg, O // groups, KH, KW)
 
 
 def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
