@@ -122,3 +122,33 @@ def test_state_names_match_pytorch():
 def test_invalid_hyper_parameters(make, match):
     with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(".", r"\.")):
         make([tg.zeros(2, requires_grad=True)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,options", [(c, o) for c, _, o in CASES if c in (optim.Adam, optim.AdamW)],
+                         ids=lambda v: v.__name__ if hasattr(v, "__name__") else str(v))
+def test_fused_adam_is_bit_identical_to_the_array_expressions(monkeypatch, cls, options, dtype):
+    """The one-pass compiled Adam step and the NumPy formula in adam.py give the same bits."""
+    from tinygrad_cv.kernels import cpu_optim
+
+    params, grads = problem(2)
+    params = [p.astype(dtype) for p in params]
+    grads = [[g.astype(dtype) for g in step] for step in grads]
+    fused = run(cls, params, grads, dtype=dtype, **options)
+    monkeypatch.setattr(cpu_optim, "can_fuse", lambda *arrays: False)
+    plain = run(cls, params, grads, dtype=dtype, **options)
+    for a, b in zip(fused, plain):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_fused_adam_is_taken_only_for_matching_contiguous_arrays():
+    from tinygrad_cv.kernels import cpu_optim
+
+    p = np.zeros((3, 4), np.float32)
+    assert cpu_optim.can_fuse(p, np.ones_like(p), np.ones_like(p))
+    assert not cpu_optim.can_fuse(p, np.ones((4, 3), np.float32).T)      # not C-contiguous
+    assert not cpu_optim.can_fuse(p, np.ones((3, 4), np.float64))        # another dtype
+    assert not cpu_optim.can_fuse(p, np.ones(12, np.float32))            # another shape
+    with pytest.raises(ValueError, match="step must be an int >= 1"):
+        cpu_optim.adam_step(p, p.copy(), p.copy(), p.copy(), None, 0)

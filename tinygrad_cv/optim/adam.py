@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from ..kernels import cpu_optim
 from .optimizer import Optimizer, _check
 
 __all__ = ["Adam", "AdamW"]
@@ -56,13 +57,19 @@ class Adam(Optimizer):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         state["step"] += 1
         t = state["step"]
+        vmax = state.get("max_exp_avg_sq")
         if self._fused_on_gpu(p, grad, state):
             from ..kernels.cuda_optim import adam_step
 
-            vmax = state.get("max_exp_avg_sq")
             adam_step(p.data.device_array(), grad.device_array(), state["exp_avg"].data.device_array(),
                       state["exp_avg_sq"].data.device_array(), None if vmax is None else vmax.data.device_array(),
                       t, lr, beta1, beta2, eps, wd, self._decoupled, group["amsgrad"], group["maximize"])
+            return
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        if cpu_optim.can_fuse(p.data, grad, m, v, *(() if vmax is None else (vmax.data,))):
+            # one compiled pass, bit-identical to the array expressions below
+            cpu_optim.adam_step(p.data, grad, m, v, None if vmax is None else vmax.data, t, lr, beta1, beta2,
+                                eps, wd, self._decoupled, group["amsgrad"], group["maximize"])
             return
         g = -grad if group["maximize"] else grad
         if wd != 0:
@@ -70,15 +77,12 @@ class Adam(Optimizer):
                 p.data *= 1 - lr * wd
             else:
                 g = g + wd * p.data
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
         m *= beta1
         m += (1 - beta1) * g
         v *= beta2
         v += (1 - beta2) * (g * g)
         if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"].data
-            np.maximum(vmax, v, out=vmax)
-            v = vmax
+            v = np.maximum(vmax.data, v, out=vmax.data)
         step_size = lr / (1 - beta1**t)
         denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + eps
         p.data -= step_size * (m / denom)
