@@ -127,8 +127,11 @@ __all__ = [
 
 # One set of options for every parallel kernel.  fastmath stays off: results
 # must be reproducible and comparable to the reference to ~1e-10 in float64.
-_PAR = dict(parallel=True, cache=True, fastmath=False, nogil=True)
-_SEQ = dict(cache=True, fastmath=False, nogil=True)
+# error_model="numpy": a division by zero gives inf/NaN as in NumPy instead of
+# raising, so no zero-divisor branch keeps a loop from being vectorised (the
+# arguments are validated before any kernel runs).
+_PAR = dict(parallel=True, cache=True, fastmath=False, nogil=True, error_model="numpy")
+_SEQ = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 # The register-blocked convolution kernels allow two rewrites, and only these:
 # "contract" fuses a*b + c into one FMA instruction (one rounding instead of
 # two: a different, not a worse, result; PyTorch's kernels do the same), and
@@ -1305,10 +1308,15 @@ def _contiguous(a):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+# Below this many elements ReLU runs in NumPy on the calling thread: waking the
+# kernel threads costs more than the pass itself.
+_RELU_PARALLEL_MIN = 4096
+
+
 def relu_forward(x):
     """y = max(x, 0) (see ``reference.relu_forward``)."""
     x = _contiguous(x)
-    if x.dtype.type not in _FLOATS or x.size < 4096:  # small arrays: NumPy is cheaper than a thread hand-off
+    if x.dtype.type not in _FLOATS or x.size < _RELU_PARALLEL_MIN:
         return np.maximum(x, 0, dtype=x.dtype)
     y = np.empty_like(x)
     _relu_fwd(x.reshape(-1), y.reshape(-1))
@@ -1319,7 +1327,7 @@ def relu_backward(gy, y):
     """gx = gy * (y > 0) (see ``reference.relu_backward``)."""
     gy = _contiguous(gy)
     y = _contiguous(y.astype(gy.dtype, copy=False))
-    if gy.dtype.type not in _FLOATS or gy.size < 4096:
+    if gy.dtype.type not in _FLOATS or gy.size < _RELU_PARALLEL_MIN:
         return np.where(y > 0, gy, np.zeros((), gy.dtype))
     gx = np.empty_like(gy)
     _relu_bwd(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))

