@@ -567,6 +567,59 @@ def test_matmul(kind, data):
 
 
 # ----------------------------------------------------------------------------------------
+# Linear: one fused node, checked against finite differences and its composite x @ w.T + b
+# ----------------------------------------------------------------------------------------
+@given(data=st.data(), lead=st.lists(st.integers(0, 3), max_size=2).map(tuple), k=st.integers(1, 4),
+       n=st.integers(1, 4), has_bias=st.booleans())
+def test_linear(data, lead, k, n, has_bias):
+    x = data.draw(tensors(floats_array(lead + (k,))), label="x")
+    w = data.draw(tensors(floats_array((n, k)), requires_grad=data.draw(st.booleans())), label="w")
+    b = data.draw(tensors(floats_array((n,))), label="b") if has_bias else None
+    inputs = [x, w] + ([b] if has_bias else [])
+    out = F.linear(x, w, b)
+    assert out.grad_fn.name == "Linear"  # the fused node, not the composite
+    expected = x.data @ w.data.T + (b.data if has_bias else 0)
+    if x.data.size == 0:
+        np.testing.assert_array_equal(out.data, expected)
+        return
+    check(data, lambda *t: F.linear(*t), inputs, expected, rtol=1e-9)
+    # the composite is the oracle: same value, same gradients for a random upstream gradient
+    v = Tensor(data.draw(floats_array(expected.shape), label="v"), dtype=tg.float64)
+    wanted = [t for t in inputs if t.requires_grad]
+    fused = tg.grad(F.linear(*inputs), wanted, grad_outputs=v)
+    composite = tg.grad(x @ w.T + (b if has_bias else 0), wanted, grad_outputs=v)
+    for got, ref in zip(fused, composite):
+        np.testing.assert_allclose(got.data, ref.data, rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=15)
+@given(data=st.data(), batch=st.sampled_from([(), (2,)]), k=st.integers(1, 3), n=st.integers(1, 3))
+def test_second_order_linear(data, batch, k, n):
+    x = data.draw(tensors(floats_array(batch + (2, k))), label="x")
+    w = data.draw(tensors(floats_array((n, k))), label="w")
+    b = data.draw(tensors(floats_array((n,))), label="b")
+    v = Tensor(data.draw(floats_array(batch + (2, n))), dtype=tg.float64)
+    # the create_graph backward (tensor operations) gives the first-order backward's values ...
+    recorded = tg.grad(F.linear(x, w, b), [x, w, b], grad_outputs=v, create_graph=True)
+    plain = tg.grad(F.linear(x, w, b), [x, w, b], grad_outputs=v)
+    for got, ref in zip(recorded, plain):
+        np.testing.assert_allclose(got.data, ref.data, rtol=1e-12, atol=1e-14)
+    # ... and is itself differentiable
+    assert gradcheck(_gradient_of(lambda *t: F.linear(*t).tanh(), v), [x, w, b], atol=GRAD_ATOL, rtol=GRAD_RTOL,
+                     seed=data.draw(SEEDS))
+
+
+def test_linear_falls_back_to_the_composite_for_mixed_dtypes_and_broadcast_bias():
+    x = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    w = Tensor(np.full((4, 3), 0.5), requires_grad=True)  # float64: promoted, as x @ w.T would be
+    y = F.linear(x, w, Tensor(np.ones((1, 4), np.float64)))
+    assert y.dtype == np.float64 and y.shape == (2, 4) and y.grad_fn.name != "Linear"
+    np.testing.assert_array_equal(y.data, np.full((2, 4), 2.5))
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, np.full((2, 3), 2.0, np.float32))
+
+
+# ----------------------------------------------------------------------------------------
 # Softmax and losses
 # ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

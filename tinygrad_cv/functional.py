@@ -11,6 +11,7 @@ from .kernels import shapes as _shapes
 from .ops import conv as _conv
 from .ops import movement as M
 from .ops import pool as _pool
+from .ops.linear import Linear as LinearFn
 from .ops.loss import NLLLoss
 from .tensor import Tensor, concatenate, stack, where  # noqa: F401  (re-exported)
 
@@ -282,7 +283,9 @@ def linear(input, weight, bias=None):
     r"""y = x Wᵀ + b for ``input`` (*, in_features), ``weight`` (out_features, in_features), ``bias`` (out_features,).
 
     Gradients: dL/dx = g W, dL/dW = gᵀ x (summed over the leading axes),
-    dL/db = g summed over the leading axes — all from matmul and broadcasting.
+    dL/db = g summed over the leading axes. One fused node (``ops.linear``)
+    when all operands share a float dtype and device; otherwise (mixed
+    dtypes, a broadcast bias) the same from matmul and broadcasting.
     """
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
@@ -291,6 +294,17 @@ def linear(input, weight, bias=None):
             f"linear: input shape {input.shape} does not end in in_features={weight.shape[1]} "
             f"(weight shape {weight.shape})"
         )
+    dtype = input.dtype
+    if (
+        isinstance(input, Tensor)
+        and isinstance(weight, Tensor)
+        and (bias is None or isinstance(bias, Tensor))
+        and dtype in (np.float32, np.float64)
+        and weight.dtype == dtype
+        and weight.device == input.device
+        and (bias is None or (bias.dtype == dtype and bias.device == input.device and bias.shape == weight.shape[:1]))
+    ):
+        return LinearFn.apply(input, weight, bias)
     out = input @ weight.T
     return out if bias is None else out + bias
 

@@ -4,6 +4,7 @@
 - ``reduce``: sum, amax, amin
 - ``movement``: reshape, permute, indexing, gather, concatenate, pad
 - ``matmul``: (batched) matrix product
+- ``linear``: the fully connected layer x Wᵀ + b as one fused node
 - ``softmax``: softmax, log_softmax
 - ``loss``: negative log-likelihood
 """

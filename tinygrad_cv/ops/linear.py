@@ -1,0 +1,54 @@
+r"""The fully connected layer as one `Function`: y = x Wᵀ + b.
+
+Built from primitives (``x @ w.T + b``) the layer records three nodes -
+transpose, matmul, broadcast add - and its backward pass applies about nine
+more operations (two transposes and a matmul per operand, a sum for the
+bias). The arithmetic is three matrix products either way; fusing them into
+one node removes the bookkeeping, which for LeNet's small FC layers costs
+as much as the products themselves. The composite stays the oracle: the
+tests compare the two.
+
+For x (M, K) (leading axes flattened into M), W (N, K), b (N,) and the
+upstream gradient g = dL/dy (M, N):
+
+    y = x Wᵀ + b          dL/dx = g W          dL/dW = gᵀ x          dL/db = Σ_m g[m, :]
+
+With ``create_graph=True`` the same three formulas are evaluated with
+differentiable tensor operations, so gradients of gradients stay exact.
+"""
+from __future__ import annotations
+
+from .. import kernels
+from ..autograd import Function, is_grad_enabled
+
+
+class Linear(Function):
+    """``y = x @ w.T + b`` for x (*, K), w (N, K), b (N,) or None; all of one float dtype."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        x2 = x.reshape(-1, x.shape[-1])
+        y = kernels.backend_for(x).matmul(x2, w.T)  # BLAS reads w.T through its transpose flag: no copy
+        if b is not None:
+            y += b  # y is a fresh array of our own
+        return y.reshape(x.shape[:-1] + (w.shape[0],))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        K, N = w.shape[1], w.shape[0]
+        if is_grad_enabled():  # create_graph: build the gradients from differentiable operations
+            g2 = grad.reshape(-1, N)
+            gx = (g2 @ w).reshape(x.shape) if need_x else None
+            gw = g2.mT @ x.reshape(-1, K) if need_w else None
+            gb = g2.sum(0) if need_b else None
+            return gx, gw, gb
+        mm = kernels.backend_for(grad.data).matmul
+        g2 = grad.data.reshape(-1, N)
+        wrap = grad._wrap
+        gx = wrap(mm(g2, w.data).reshape(x.shape)) if need_x else None
+        gw = wrap(mm(g2.T, x.data.reshape(-1, K))) if need_w else None
+        gb = wrap(g2.sum(0)) if need_b else None
+        return gx, gw, gb
