@@ -56,6 +56,33 @@ def test_conv2d_cpu_matches_reference(strategy, dtype, cfg):
         assert_close(gw, gw_ref, ref.conv2d_backward_weight(np.abs(x), np.abs(gy), w.shape, s, p, d, g), dtype)
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=30)
+# half of the examples at stride 1, where gy is re-laid once and the bias summed in that pass
+@given(cfg=st.one_of(conv_configs(max_stride=1), conv_configs()), needs=st.tuples(st.booleans(), st.booleans(), st.booleans()))
+def test_conv2d_backward_all_gradients_in_one_call(strategy, dtype, cfg, needs):
+    """cpu.conv2d_backward (gy re-laid once, bias summed in that pass) = the reference's three gradients."""
+    rng, x, w, _ = _data(cfg, dtype, with_bias=False)
+    s, p, d, g = _args(cfg)
+    gy = make_array(rng, ref.conv2d_forward(x, w, None, s, p, d, g).shape, dtype, cfg["layout"])
+    with conv_strategy(strategy):
+        gx, gw, gb = cpu.conv2d_backward(x, gy, w, s, p, d, g, *needs)
+    assert [v is not None for v in (gx, gw, gb)] == list(needs)
+    if gx is not None:
+        assert gx.dtype == dtype
+        assert_close(gx, ref.conv2d_backward_input(gy, w, x.shape, s, p, d, g),
+                     ref.conv2d_backward_input(np.abs(gy), np.abs(w), x.shape, s, p, d, g), dtype)
+    if gw is not None:
+        assert gw.dtype == dtype
+        assert_close(gw, ref.conv2d_backward_weight(x, gy, w.shape, s, p, d, g),
+                     ref.conv2d_backward_weight(np.abs(x), np.abs(gy), w.shape, s, p, d, g), dtype)
+    if gb is not None:
+        assert gb.dtype == dtype and gb.shape == (w.shape[0],)
+        exact = gy.astype(np.float64).sum(axis=(0, 2, 3)).astype(dtype)
+        assert_close(gb, exact, np.abs(gy).sum(axis=(0, 2, 3)), dtype)
+
+
 @pytest.mark.parametrize("twin", ["reference", "cpu-direct", "cpu-gemm"])
 @settings(deadline=None, max_examples=20)
 @given(cfg=conv_configs())
@@ -241,6 +268,9 @@ def test_conv_gradient_shape_mismatch_raises(twin):
         k.conv2d_backward_input(np.zeros((1, 2, 3, 3)), w, (1, 3, 4, 4), 1, 0, 1, 1)
     with pytest.raises(ValueError, match="bias"):
         k.conv2d_forward(np.zeros((1, 3, 4, 4)), w, np.zeros(3), 1, 0, 1, 1)
+    if twin == "cpu":
+        with pytest.raises(ValueError, match=r"\(1, 2, 3, 3\).*\(1, 2, 2, 2\)"):
+            k.conv2d_backward(np.zeros((1, 3, 4, 4)), np.zeros((1, 2, 3, 3)), w, 1, 0, 1, 1)
 
 
 @pytest.mark.parametrize("twin", ["reference", "cpu"])

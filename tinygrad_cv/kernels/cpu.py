@@ -114,6 +114,7 @@ __all__ = [
     "conv2d_forward",
     "conv2d_backward_input",
     "conv2d_backward_weight",
+    "conv2d_backward",
     "conv_transpose2d_forward",
     "conv_transpose2d_backward_input",
     "conv_transpose2d_backward_weight",
@@ -177,20 +178,26 @@ def _crop_plane(acc, Wp, R, pt, pl, out):
 
 
 @njit(**_PAR)
-def _pad_planes(x, out, R, Wp, pt, pl):
+def _pad_planes(x, out, R, Wp, pt, pl, sums):
     """out[n, c] (flat R x Wp) = x[n, c] shifted down by pt rows and right by pl columns.
 
     Zeros everywhere else.  Negative shifts crop x instead.  Used for the
-    zero-padded input copy and to re-lay gy with a row stride of Wp.
+    zero-padded input copy and to re-lay gy with a row stride of Wp.  If
+    ``sums`` has N rows, sums[n, c] also receives the sum of the copied part
+    of x[n, c] (the conv bias gradient, in the same pass over gy): column
+    sums first, elementwise so the loop stays vectorised, then those in order,
+    in float64.
     """
     N, C, H, W = x.shape
     v0 = max(pl, 0)
     v1 = min(Wp, pl + W)
+    want_sums = sums.shape[0] == N
     for t in prange(N * C):
         n = t // C
         c = t - n * C
         plane = out[n, c]
         src = x[n, c]
+        col = np.zeros(max(v1 - v0, 0), dtype=x.dtype)
         for r in range(R):
             row = plane[r * Wp:(r + 1) * Wp]
             h = r - pt
@@ -201,11 +208,19 @@ def _pad_planes(x, out, R, Wp, pt, pl):
                 dst = row[v0:v1]
                 for v in range(v1 - v0):
                     dst[v] = s[v]
+                if want_sums:
+                    for v in range(v1 - v0):
+                        col[v] += s[v]
                 for v in range(v1, Wp):
                     row[v] = 0
             else:
                 for v in range(Wp):
                     row[v] = 0
+        if want_sums:
+            total = 0.0
+            for v in range(v1 - v0):
+                total += col[v]
+            sums[n, c] = total
 
 
 @njit(**_SEQ)
@@ -919,22 +934,27 @@ def _padded_input(x, pad4, KH, OH, sh, dh):
     if pt == 0 and pl == 0 and pr == 0 and R <= H:
         return x.reshape(N, C, H * W), Wp, R
     xp = np.empty((N, C, R * Wp), dtype=x.dtype)
-    _pad_planes(x, xp, R, Wp, pt, pl)
+    _pad_planes(x, xp, R, Wp, pt, pl, _NO_SUMS)
     return xp, Wp, R
 
 
-def _spread_planes(gy, Wp, L):
+def _spread_planes(gy, Wp, L, sums=None):
     """gy planes re-laid with row stride Wp (zero gaps) for the flat stride-1 loops.
 
     Returns (flat array, plane stride G).  G is whole rows and at least the
     loop length L rounded up to whole vectors; the rows past OH are zero.
+    With ``sums`` (float64, (N, O)) each plane's sum is written there too.
     """
     N, O, OH, OW = gy.shape
     Lv = _whole_vectors(L)
     rows = max(OH, -(-Lv // Wp))
     out = np.empty((N, O, rows * Wp), dtype=gy.dtype)
-    _pad_planes(gy, out, rows, Wp, 0, 0)
+    _pad_planes(gy, out, rows, Wp, 0, 0, _NO_SUMS if sums is None else sums)
     return out.reshape(-1), rows * Wp
+
+
+# "no plane sums wanted" for _pad_planes (a 0 x 0 array: one compiled signature either way)
+_NO_SUMS = np.zeros((0, 0))
 
 
 def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
@@ -1004,7 +1024,8 @@ def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
     return y
 
 
-def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
+def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups, spread=None):
+    """gx; ``spread`` = (gyf, G), gy already re-laid by _spread_planes for this Wp (stride 1)."""
     N, C, H, W = x_shape
     O, Cg, KH, KW = w.shape
     OH, OW = gy.shape[2], gy.shape[3]
@@ -1018,7 +1039,7 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
     if not _use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW, unit):
         if unit:
             L = (OH - 1) * Wp + OW
-            gyf, G = _spread_planes(gy, Wp, L)
+            gyf, G = spread if spread is not None else _spread_planes(gy, Wp, L)
             _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups)
         else:
             gys = gy.reshape(N, O, OH * OW)
@@ -1040,7 +1061,8 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups):
     return gx
 
 
-def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups):
+def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups, spread=None):
+    """gw; ``spread`` as in :func:`_conv_bwd_input`."""
     N, C, H, W = x.shape
     O, Cg, KH, KW = w_shape
     OH, OW = gy.shape[2], gy.shape[3]
@@ -1052,7 +1074,7 @@ def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups):
     if not _use_gemm("weight", N, O, Cg, KH, KW, groups, OH * OW, unit):
         if unit:
             L = (OH - 1) * Wp + OW
-            gyf, G = _spread_planes(gy, Wp, L)
+            gyf, G = spread if spread is not None else _spread_planes(gy, Wp, L)
             part = np.empty((-(-N // _WEIGHT_CHUNK), O, Cg * KH * KW), dtype=x.dtype)
             _conv_bwd_weight_unit(xp.reshape(-1), C * xp.shape[2], xp.shape[2], Wp, gyf, G, L, part,
                                   KH, KW, dh, dw, groups, _WEIGHT_CHUNK)
@@ -1110,6 +1132,38 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     stride, pad4, dilation = shapes.check_conv2d_grad(
         x.shape, w_shape, gy.shape, stride, padding, dilation, groups)
     return _conv_bwd_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
+
+
+def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True, need_weight=True,
+                    need_bias=True):
+    """All gradients of conv2d in one call: (gx, gw, gb), None for those not asked for.
+
+    The same numbers as ``conv2d_backward_input``, ``conv2d_backward_weight``
+    and ``gy.sum((0, 2, 3))``, with less memory traffic: at stride 1 both
+    direct kernels read gy re-laid on the padded grid, so it is re-laid once,
+    and the bias gradient is summed in that same pass (in float64, per plane,
+    then over the batch in order).
+    """
+    x = _float_c(x, "x")
+    gy = _float_c(gy, "gy", x.dtype)
+    w = _float_c(w, "w", x.dtype)
+    stride, pad4, dilation = shapes.check_conv2d_grad(x.shape, w.shape, gy.shape, stride, padding, dilation, groups)
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    spread = sums = None
+    direct = not (_use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW, True) if need_input else False) and not (
+        _use_gemm("weight", N, O, Cg, KH, KW, groups, OH * OW, True) if need_weight else False)
+    if stride == (1, 1) and direct and (need_input or need_weight):
+        Wp = W + pad4[2] + pad4[3]
+        sums = np.empty((N, O)) if need_bias else None
+        spread = _spread_planes(gy, Wp, (OH - 1) * Wp + OW, sums)
+    gx = _conv_bwd_input(gy, w, x.shape, stride, pad4, dilation, groups, spread) if need_input else None
+    gw = _conv_bwd_weight(x, gy, w.shape, stride, pad4, dilation, groups, spread) if need_weight else None
+    gb = None
+    if need_bias:
+        gb = (sums.sum(axis=0) if sums is not None else gy.sum(axis=(0, 2, 3), dtype=np.float64)).astype(x.dtype)
+    return gx, gw, gb
 
 
 def conv_transpose2d_forward(x, w, b, stride, padding, output_padding, groups, dilation):
