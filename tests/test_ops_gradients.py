@@ -738,6 +738,31 @@ def test_nll_loss(reduction, data):
                                      reduction=reduction), [x], expected)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@settings(max_examples=20)
+@given(data=st.data(), n=st.integers(1, 4), c=st.integers(2, 5), weighted=st.booleans(), ignore=st.booleans())
+def test_cross_entropy_fused_node_matches_the_composite(reduction, data, n, c, weighted, ignore):
+    """(N, C) logits take one fused node; values and gradients equal log_softmax + nll_loss, also with create_graph."""
+    x = data.draw(tensors(floats_array((n, c), -3, 3)), label="logits")
+    target = data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, c - 1)), label="target")
+    if ignore:
+        target[data.draw(hnp.arrays(np.bool_, (n,)), label="ignored")] = -100
+        assume(reduction != "mean" or np.any(target != -100))
+    kwargs = dict(reduction=reduction)
+    if weighted:
+        kwargs["weight"] = Tensor(data.draw(hnp.arrays(np.float64, (c,), elements=st.floats(0.5, 2.0)), label="w"))
+    fused = F.cross_entropy(x, Tensor(target), **kwargs)
+    composite = F.nll_loss(F.log_softmax(x, 1), Tensor(target), **kwargs)
+    assert fused.grad_fn.name == "CrossEntropy" and composite.grad_fn.name == "NLLLoss"
+    np.testing.assert_allclose(fused.data, composite.data, rtol=1e-12, atol=1e-14)
+    v = Tensor(data.draw(floats_array(fused.shape), label="v"), dtype=tg.float64)
+    (g_composite,) = tg.grad(composite, [x], grad_outputs=v)
+    (g_fused,) = tg.grad(F.cross_entropy(x, Tensor(target), **kwargs), [x], grad_outputs=v)
+    (g_recorded,) = tg.grad(F.cross_entropy(x, Tensor(target), **kwargs), [x], grad_outputs=v, create_graph=True)
+    np.testing.assert_allclose(g_fused.data, g_composite.data, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(g_recorded.data, g_composite.data, rtol=1e-10, atol=1e-13)
+
+
 @given(data=st.data())
 def test_nll_after_log_softmax_is_cross_entropy(data):
     shape, c, tshape = data.draw(classification())

@@ -12,7 +12,7 @@ from .ops import conv as _conv
 from .ops import movement as M
 from .ops import pool as _pool
 from .ops.linear import Linear as LinearFn
-from .ops.loss import NLLLoss
+from .ops.loss import CrossEntropy, NLLLoss
 from .tensor import Tensor, concatenate, stack, where  # noqa: F401  (re-exported)
 
 __all__ = [
@@ -122,6 +122,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
     input, t, unbatched = _class_targets(input, target, ignore_index, "cross_entropy")
     w = _class_weight(weight, input, "cross_entropy")
+    if input.ndim == 2 and label_smoothing == 0 and isinstance(input.data, np.ndarray) and input.dtype.kind == "f":
+        # the common case as one node whose backward is coef (softmax(x) - y)
+        loss = CrossEntropy.apply(input, t, w, ignore_index, reduction)
+        return loss.squeeze(0) if unbatched and reduction == "none" else loss
     logp = input.log_softmax(1)
     loss = NLLLoss.apply(logp, t, w, ignore_index, reduction)
     if label_smoothing > 0:

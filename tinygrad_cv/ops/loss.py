@@ -13,7 +13,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
+
+
+def _nll_rows(flat_z, t, weight, ignore_index, reduction, out_shape):
+    """The loss of log-probabilities ``flat_z`` (M, C) against targets ``t`` (M,), and d loss / d z.
+
+    Returns (loss, rows, coef, dz): the rows (0..M-1) and their targets pick one
+    entry each, coef[m] = d loss / d loss_m (w[t_m], divided by sum w for "mean"),
+    and dz (M, C) is -coef at each row's target, 0 elsewhere.
+    """
+    keep = t != ignore_index
+    safe_t = np.where(keep, t, 0)
+    w = (weight[safe_t] if weight is not None else np.ones(t.shape, flat_z.dtype)) * keep
+    w = w.astype(flat_z.dtype)
+    rows = np.arange(t.size)
+    losses = -w * flat_z[rows, safe_t]
+    if reduction == "mean":
+        denom = w.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan, as PyTorch when every target is ignored
+            coef = w / denom
+            out = np.asarray(losses.sum() / denom, dtype=flat_z.dtype)
+    elif reduction == "sum":
+        coef = w
+        out = np.asarray(losses.sum(), dtype=flat_z.dtype)
+    else:
+        coef = w
+        out = losses.reshape(out_shape)
+    dz = np.zeros(flat_z.shape, dtype=flat_z.dtype)
+    dz[rows, safe_t] = -coef
+    return out, safe_t, coef, dz
 
 
 class NLLLoss(Function):
@@ -23,29 +52,12 @@ class NLLLoss(Function):
         z = np.moveaxis(logp, 1, -1)
         flat_z = z.reshape(-1, z.shape[-1])
         t = target.reshape(-1)
-        keep = t != ignore_index
-        safe_t = np.where(keep, t, 0)
         if not isinstance(logp, np.ndarray):
-            return _nll_gpu(ctx, logp, z, flat_z, t, keep, safe_t, weight, reduction)
-        w = (weight[safe_t] if weight is not None else np.ones(t.shape, logp.dtype)) * keep
-        w = w.astype(logp.dtype)
-        picked = flat_z[np.arange(t.size), safe_t]
-        losses = -w * picked
-        if reduction == "mean":
-            denom = w.sum()
-            with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan, as PyTorch when every target is ignored
-                coef = w / denom
-                out = np.asarray(losses.sum() / denom, dtype=logp.dtype)
-        elif reduction == "sum":
-            coef = w
-            out = np.asarray(losses.sum(), dtype=logp.dtype)
-        else:
-            coef = w
-            out = losses.reshape(target.shape)
-        # d loss / d z: -coef at the target of each row, 0 elsewhere (class axis back in place)
-        onehot = np.zeros(flat_z.shape, dtype=logp.dtype)
-        onehot[np.arange(t.size), safe_t] = -coef
-        ctx.dz = np.moveaxis(onehot.reshape(z.shape), -1, 1)
+            keep = t != ignore_index
+            return _nll_gpu(ctx, logp, z, flat_z, t, keep, np.where(keep, t, 0), weight, reduction)
+        out, _, _, dz = _nll_rows(flat_z, t, weight, ignore_index, reduction, target.shape)
+        # d loss / d logp with the class axis back in place
+        ctx.dz = np.moveaxis(dz.reshape(z.shape), -1, 1)
         ctx.reduction = reduction
         return out
 
@@ -54,6 +66,49 @@ class NLLLoss(Function):
         if ctx.reduction == "none":
             grad = grad.unsqueeze(1)  # one loss per (n, ...) -> broadcast over classes
         return grad * grad._wrap(ctx.dz), None, None, None, None
+
+
+class CrossEntropy(Function):
+    r"""nll(log_softmax(x)) for logits x (N, C) and class indices t (N,), as one node.
+
+    With p = softmax(x) and y the one-hot rows of t, the gradient is the
+    famous
+
+        dL/dx[n, :] = coef[n] (p[n, :] - y[n, :]),
+
+    coef[n] = w[t_n] (divided by sum_n w[t_n] for the mean), so the backward
+    pass is one multiply. The composite (``LogSoftmax`` then ``NLLLoss``)
+    records two nodes and about six operations in backward, each a Python
+    call; it remains the oracle in the tests and the path for (N, C, d1, ...)
+    inputs and label smoothing. Gradients of gradients (``create_graph``)
+    are built from differentiable operations on x.
+    """
+
+    @staticmethod
+    def forward(ctx, x, target, weight, ignore_index, reduction):
+        m = np.max(x, axis=1, keepdims=True)
+        if not np.all(np.isfinite(m)):
+            m = np.where(np.isfinite(m), m, 0)
+        z = x - m
+        e = np.exp(z)
+        total = np.sum(e, axis=1, keepdims=True)
+        logp = z - np.log(total)  # log_softmax's formula, operation for operation
+        out, safe_t, coef, dz = _nll_rows(logp, target, weight, ignore_index, reduction, target.shape)
+        p = e / total
+        ctx.save_for_backward(x)
+        ctx.reduction = reduction
+        ctx.coef, ctx.onehot_coef = coef, dz  # dz = -coef * y
+        ctx.dx = p * coef[:, None] + dz  # coef (p - y)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = grad.unsqueeze(1) if ctx.reduction == "none" else grad  # one loss per row -> broadcast over classes
+        if is_grad_enabled():  # create_graph: p = softmax(x) as a differentiable operation
+            (x,) = ctx.saved_tensors
+            wrap = grad._wrap
+            return g * (x.softmax(1) * wrap(ctx.coef[:, None]) + wrap(ctx.onehot_coef)), None, None, None, None
+        return grad._wrap(g.data * ctx.dx), None, None, None, None
 
 
 def _nll_gpu(ctx, logp, z, flat_z, t, keep, safe_t, weight, reduction):
