@@ -142,6 +142,7 @@ _SEQ = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
 # fixed work split, so repeated runs stay bit-identical.
 _PAR_FMA = dict(_PAR, fastmath={"contract"})
 _SEQ_DOT = dict(_SEQ, fastmath={"contract", "reassoc"})
+_SEQ_FMA = dict(_SEQ, fastmath={"contract"})
 
 # Vector width (float32 lanes of an AVX-512 register) that the flat stride-1
 # loops are rounded up to, so no loop ends in a scalar remainder.
@@ -263,8 +264,10 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
     and applies 4 taps per pass, so each loaded input vector feeds 4 FMAs
     and each accumulator load/store is shared by 4 taps (16 FMAs per 8
     loads and 4 stores; a one-channel, one-tap loop does 1 FMA per 2 loads
-    and a store).  Blocks past the last channel of a group repeat it and are
-    not written.  The loop length is rounded up to whole vectors (the extra
+    and a store).  A last block of 1 or 2 channels takes a 2-wide pass
+    (:func:`_correlate_pair`) instead of computing copies.  The passes are
+    sequential functions of their own: inside the parallel loop the same
+    code compiled ~15 % slower.  The loop length is rounded up to whole vectors (the extra
     columns are junk that the crop drops) wherever the read stays inside xf.
     """
     N, O, OH, OW = y.shape
@@ -293,33 +296,12 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
         a1[:] = b[i1]
         a2[:] = b[i2]
         a3[:] = b[i3]
-        for k in range(0, T4, 4):
-            s0 = xs[offs[k]:offs[k] + Lr]
-            s1 = xs[offs[k + 1]:offs[k + 1] + Lr]
-            s2 = xs[offs[k + 2]:offs[k + 2] + Lr]
-            s3 = xs[offs[k + 3]:offs[k + 3] + Lr]
-            u0, u1, u2, u3 = wt[i0, k], wt[i0, k + 1], wt[i0, k + 2], wt[i0, k + 3]
-            v0, v1, v2, v3 = wt[i1, k], wt[i1, k + 1], wt[i1, k + 2], wt[i1, k + 3]
-            x0, x1, x2, x3 = wt[i2, k], wt[i2, k + 1], wt[i2, k + 2], wt[i2, k + 3]
-            z0, z1, z2, z3 = wt[i3, k], wt[i3, k + 1], wt[i3, k + 2], wt[i3, k + 3]
-            for j in range(Lr):
-                e0 = s0[j]
-                e1 = s1[j]
-                e2 = s2[j]
-                e3 = s3[j]
-                a0[j] = a0[j] + u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
-                a1[j] = a1[j] + v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
-                a2[j] = a2[j] + x0 * e0 + x1 * e1 + x2 * e2 + x3 * e3
-                a3[j] = a3[j] + z0 * e0 + z1 * e1 + z2 * e2 + z3 * e3
-        for k in range(T4, T):  # the last T % 4 taps, one at a time
-            s0 = xs[offs[k]:offs[k] + Lr]
-            u0, v0, x0, z0 = wt[i0, k], wt[i1, k], wt[i2, k], wt[i3, k]
-            for j in range(Lr):
-                e0 = s0[j]
-                a0[j] = a0[j] + u0 * e0
-                a1[j] = a1[j] + v0 * e0
-                a2[j] = a2[j] + x0 * e0
-                a3[j] = a3[j] + z0 * e0
+        if o0 + 2 > last:
+            # a tail of 1 or 2 channels (LeNet's 6 = 4 + 2): a 4-wide pass would spend
+            # half its FMAs on copies of the last channel
+            _correlate_pair(xs, offs, T, Lr, wt, i0, i1, a0, a1)
+        else:
+            _correlate_quad(xs, offs, T, Lr, wt, i0, i1, i2, i3, a0, a1, a2, a3)
         for i in range(min(4, last + 1 - o0)):
             _crop_plane(acc[i], Wp, OH, 0, 0, y[n, o0 + i])
 
@@ -338,9 +320,9 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
     Register blocking as in :func:`_conv_fwd_unit`: a work item owns 4 input
     channels of one image (one plane each, so no two items write the same
     element), and each pass applies 4 output channels' gy to all 4, so every
-    loaded gy vector feeds 4 FMAs.  Channels past the end of a group repeat
-    the last one and are not written; the last Og % 4 output channels go
-    one at a time.
+    loaded gy vector feeds 4 FMAs (:func:`_scatter_quad`); a last block of 1
+    or 2 channels takes the 2-wide :func:`_scatter_pair`.  The last Og % 4
+    output channels go one at a time.
     """
     N, C, H, W = gx.shape
     O, Cg, KH, KW = w.shape
@@ -359,44 +341,166 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
         acc = np.zeros((4, R * Wp + Lv), dtype=gx.dtype)
         a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
         gb = (n * O + g * Og) * G
-        for k in range(KK):
-            p = k // KW
-            q = k - p * KW
-            d0 = a0[offs[k]:offs[k] + Lv]
-            d1 = a1[offs[k]:offs[k] + Lv]
-            d2 = a2[offs[k]:offs[k] + Lv]
-            d3 = a3[offs[k]:offs[k] + Lv]
-            for ob in range(0, O4, 4):
-                o = g * Og + ob
-                g0 = gyf[gb + ob * G:gb + ob * G + Lv]
-                g1 = gyf[gb + (ob + 1) * G:gb + (ob + 1) * G + Lv]
-                g2 = gyf[gb + (ob + 2) * G:gb + (ob + 2) * G + Lv]
-                g3 = gyf[gb + (ob + 3) * G:gb + (ob + 3) * G + Lv]
-                u0, u1, u2, u3 = w[o, i0, p, q], w[o + 1, i0, p, q], w[o + 2, i0, p, q], w[o + 3, i0, p, q]
-                v0, v1, v2, v3 = w[o, i1, p, q], w[o + 1, i1, p, q], w[o + 2, i1, p, q], w[o + 3, i1, p, q]
-                x0, x1, x2, x3 = w[o, i2, p, q], w[o + 1, i2, p, q], w[o + 2, i2, p, q], w[o + 3, i2, p, q]
-                z0, z1, z2, z3 = w[o, i3, p, q], w[o + 1, i3, p, q], w[o + 2, i3, p, q], w[o + 3, i3, p, q]
-                for j in range(Lv):
-                    e0 = g0[j]
-                    e1 = g1[j]
-                    e2 = g2[j]
-                    e3 = g3[j]
-                    d0[j] = d0[j] + u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
-                    d1[j] = d1[j] + v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
-                    d2[j] = d2[j] + x0 * e0 + x1 * e1 + x2 * e2 + x3 * e3
-                    d3[j] = d3[j] + z0 * e0 + z1 * e1 + z2 * e2 + z3 * e3
-            for ob in range(O4, Og):
-                o = g * Og + ob
-                g0 = gyf[gb + ob * G:gb + ob * G + Lv]
-                u0, v0, x0, z0 = w[o, i0, p, q], w[o, i1, p, q], w[o, i2, p, q], w[o, i3, p, q]
-                for j in range(Lv):
-                    e0 = g0[j]
-                    d0[j] = d0[j] + u0 * e0
-                    d1[j] = d1[j] + v0 * e0
-                    d2[j] = d2[j] + x0 * e0
-                    d3[j] = d3[j] + z0 * e0
+        if c0 + 2 >= Cg:
+            # a tail of 1 or 2 channels (LeNet's 6 = 4 + 2): a 4-wide pass would spend
+            # half its FMAs on copies of the last channel
+            _scatter_pair(gyf, gb, G, Lv, w, g * Og, Og, i0, i1, KW, offs, a0, a1)
+        else:
+            _scatter_quad(gyf, gb, G, Lv, w, g * Og, Og, i0, i1, i2, i3, KW, offs, a0, a1, a2, a3)
         for i in range(min(4, Cg - c0)):
             _crop_plane(acc[i], Wp, R, pt, pl, gx[n, g * Cg + c0 + i])
+
+
+@njit(**_SEQ_FMA)
+def _correlate_quad(xs, offs, T, Lr, wt, i0, i1, i2, i3, a0, a1, a2, a3):
+    """One pass of :func:`_conv_fwd_unit`: a0..a3 += the correlation for output channels i0..i3.
+
+    4 taps at a time: each loaded input vector feeds 4 FMAs and each
+    accumulator load/store is shared by 4 taps.
+    """
+    T4 = T - T % 4
+    for k in range(0, T4, 4):
+        s0 = xs[offs[k]:offs[k] + Lr]
+        s1 = xs[offs[k + 1]:offs[k + 1] + Lr]
+        s2 = xs[offs[k + 2]:offs[k + 2] + Lr]
+        s3 = xs[offs[k + 3]:offs[k + 3] + Lr]
+        u0, u1, u2, u3 = wt[i0, k], wt[i0, k + 1], wt[i0, k + 2], wt[i0, k + 3]
+        v0, v1, v2, v3 = wt[i1, k], wt[i1, k + 1], wt[i1, k + 2], wt[i1, k + 3]
+        x0, x1, x2, x3 = wt[i2, k], wt[i2, k + 1], wt[i2, k + 2], wt[i2, k + 3]
+        z0, z1, z2, z3 = wt[i3, k], wt[i3, k + 1], wt[i3, k + 2], wt[i3, k + 3]
+        for j in range(Lr):
+            e0 = s0[j]
+            e1 = s1[j]
+            e2 = s2[j]
+            e3 = s3[j]
+            a0[j] = a0[j] + u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+            a1[j] = a1[j] + v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
+            a2[j] = a2[j] + x0 * e0 + x1 * e1 + x2 * e2 + x3 * e3
+            a3[j] = a3[j] + z0 * e0 + z1 * e1 + z2 * e2 + z3 * e3
+    for k in range(T4, T):  # the last T % 4 taps, one at a time
+        s0 = xs[offs[k]:offs[k] + Lr]
+        u0, v0, x0, z0 = wt[i0, k], wt[i1, k], wt[i2, k], wt[i3, k]
+        for j in range(Lr):
+            e0 = s0[j]
+            a0[j] = a0[j] + u0 * e0
+            a1[j] = a1[j] + v0 * e0
+            a2[j] = a2[j] + x0 * e0
+            a3[j] = a3[j] + z0 * e0
+
+
+@njit(**_SEQ_FMA)
+def _correlate_pair(xs, offs, T, Lr, wt, i0, i1, a0, a1):
+    """The 2-channel form of :func:`_conv_fwd_unit`'s pass: a0, a1 += the correlation for channels i0, i1.
+
+    Same expressions, so the same roundings, as the 4-channel pass; each
+    loaded input vector feeds 2 FMAs instead of 4.
+    """
+    T4 = T - T % 4
+    for k in range(0, T4, 4):
+        s0 = xs[offs[k]:offs[k] + Lr]
+        s1 = xs[offs[k + 1]:offs[k + 1] + Lr]
+        s2 = xs[offs[k + 2]:offs[k + 2] + Lr]
+        s3 = xs[offs[k + 3]:offs[k + 3] + Lr]
+        u0, u1, u2, u3 = wt[i0, k], wt[i0, k + 1], wt[i0, k + 2], wt[i0, k + 3]
+        v0, v1, v2, v3 = wt[i1, k], wt[i1, k + 1], wt[i1, k + 2], wt[i1, k + 3]
+        for j in range(Lr):
+            e0 = s0[j]
+            e1 = s1[j]
+            e2 = s2[j]
+            e3 = s3[j]
+            a0[j] = a0[j] + u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+            a1[j] = a1[j] + v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
+    for k in range(T4, T):
+        s0 = xs[offs[k]:offs[k] + Lr]
+        u0, v0 = wt[i0, k], wt[i1, k]
+        for j in range(Lr):
+            e0 = s0[j]
+            a0[j] = a0[j] + u0 * e0
+            a1[j] = a1[j] + v0 * e0
+
+
+@njit(**_SEQ_FMA)
+def _scatter_quad(gyf, gb, G, Lv, w, o_start, Og, i0, i1, i2, i3, KW, offs, a0, a1, a2, a3):
+    """One pass of :func:`_conv_bwd_input_unit`: a0..a3 += the scatter for input channels i0..i3.
+
+    4 output channels' gy at a time: each loaded gy vector feeds 4 FMAs; the
+    last Og % 4 output channels go one at a time.
+    """
+    O4 = Og - Og % 4
+    for k in range(offs.shape[0]):
+        p = k // KW
+        q = k - p * KW
+        d0 = a0[offs[k]:offs[k] + Lv]
+        d1 = a1[offs[k]:offs[k] + Lv]
+        d2 = a2[offs[k]:offs[k] + Lv]
+        d3 = a3[offs[k]:offs[k] + Lv]
+        for ob in range(0, O4, 4):
+            o = o_start + ob
+            g0 = gyf[gb + ob * G:gb + ob * G + Lv]
+            g1 = gyf[gb + (ob + 1) * G:gb + (ob + 1) * G + Lv]
+            g2 = gyf[gb + (ob + 2) * G:gb + (ob + 2) * G + Lv]
+            g3 = gyf[gb + (ob + 3) * G:gb + (ob + 3) * G + Lv]
+            u0, u1, u2, u3 = w[o, i0, p, q], w[o + 1, i0, p, q], w[o + 2, i0, p, q], w[o + 3, i0, p, q]
+            v0, v1, v2, v3 = w[o, i1, p, q], w[o + 1, i1, p, q], w[o + 2, i1, p, q], w[o + 3, i1, p, q]
+            x0, x1, x2, x3 = w[o, i2, p, q], w[o + 1, i2, p, q], w[o + 2, i2, p, q], w[o + 3, i2, p, q]
+            z0, z1, z2, z3 = w[o, i3, p, q], w[o + 1, i3, p, q], w[o + 2, i3, p, q], w[o + 3, i3, p, q]
+            for j in range(Lv):
+                e0 = g0[j]
+                e1 = g1[j]
+                e2 = g2[j]
+                e3 = g3[j]
+                d0[j] = d0[j] + u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+                d1[j] = d1[j] + v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
+                d2[j] = d2[j] + x0 * e0 + x1 * e1 + x2 * e2 + x3 * e3
+                d3[j] = d3[j] + z0 * e0 + z1 * e1 + z2 * e2 + z3 * e3
+        for ob in range(O4, Og):
+            o = o_start + ob
+            g0 = gyf[gb + ob * G:gb + ob * G + Lv]
+            u0, v0, x0, z0 = w[o, i0, p, q], w[o, i1, p, q], w[o, i2, p, q], w[o, i3, p, q]
+            for j in range(Lv):
+                e0 = g0[j]
+                d0[j] = d0[j] + u0 * e0
+                d1[j] = d1[j] + v0 * e0
+                d2[j] = d2[j] + x0 * e0
+                d3[j] = d3[j] + z0 * e0
+
+
+@njit(**_SEQ_FMA)
+def _scatter_pair(gyf, gb, G, Lv, w, o_start, Og, ca, cb, KW, offs, a0, a1):
+    """The 2-channel form of :func:`_conv_bwd_input_unit`'s pass: a0, a1 += the scatter for channels ca, cb.
+
+    Same expressions, so the same roundings, as the 4-channel pass; each
+    loaded gy vector feeds 2 FMAs instead of 4.
+    """
+    O4 = Og - Og % 4
+    for k in range(offs.shape[0]):
+        p = k // KW
+        q = k - p * KW
+        d0 = a0[offs[k]:offs[k] + Lv]
+        d1 = a1[offs[k]:offs[k] + Lv]
+        for ob in range(0, O4, 4):
+            o = o_start + ob
+            g0 = gyf[gb + ob * G:gb + ob * G + Lv]
+            g1 = gyf[gb + (ob + 1) * G:gb + (ob + 1) * G + Lv]
+            g2 = gyf[gb + (ob + 2) * G:gb + (ob + 2) * G + Lv]
+            g3 = gyf[gb + (ob + 3) * G:gb + (ob + 3) * G + Lv]
+            u0, u1, u2, u3 = w[o, ca, p, q], w[o + 1, ca, p, q], w[o + 2, ca, p, q], w[o + 3, ca, p, q]
+            v0, v1, v2, v3 = w[o, cb, p, q], w[o + 1, cb, p, q], w[o + 2, cb, p, q], w[o + 3, cb, p, q]
+            for j in range(Lv):
+                e0 = g0[j]
+                e1 = g1[j]
+                e2 = g2[j]
+                e3 = g3[j]
+                d0[j] = d0[j] + u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+                d1[j] = d1[j] + v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
+        for ob in range(O4, Og):
+            o = o_start + ob
+            g0 = gyf[gb + ob * G:gb + ob * G + Lv]
+            u0, v0 = w[o, ca, p, q], w[o, cb, p, q]
+            for j in range(Lv):
+                e0 = g0[j]
+                d0[j] = d0[j] + u0 * e0
+                d1[j] = d1[j] + v0 * e0
 
 
 @njit(**_PAR)
@@ -474,7 +578,8 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, grou
     of one group; it walks the taps 4 at a time, and :func:`_dot_block_4x4`
     keeps the 16 dot products of each 4 x 4 block in registers ("reassoc"
     lets each one be split over the lanes of a vector), so each loaded
-    vector of gy or x feeds 4 FMAs.
+    vector of gy or x feeds 4 FMAs (a last block of 1 or 2 channels uses
+    the 2 x 4 :func:`_dot_block_2x4`).
     The chunks are summed afterwards in order, so the result does not depend
     on how work items are scheduled.
     """
@@ -495,8 +600,12 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, grou
         nv = min(4, last + 1 - o0)
         blk = np.empty((4, 4), dtype=part.dtype)
         for k in range(0, T4, 4):
-            _dot_block_4x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * RWp,
-                           offs[T4 - 1], O, G, L, Lv, o0, last, blk)
+            if nv <= 2:  # a tail of 1 or 2 channels (LeNet's 6 = 4 + 2): half the dot products
+                _dot_block_2x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * RWp,
+                               offs[T4 - 1], O, G, L, Lv, o0, last, blk)
+            else:
+                _dot_block_4x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * RWp,
+                               offs[T4 - 1], O, G, L, Lv, o0, last, blk)
             for i in range(nv):
                 for c in range(min(4, T - k)):
                     part[ch, o0 + i, k + c] = blk[i, c]
@@ -559,6 +668,42 @@ def _dot_block_4x4(xf, gyf, offs4, n0, n1, CR, xoff, off_max, O, G, L, Lv, o0, l
     blk[1, 0], blk[1, 1], blk[1, 2], blk[1, 3] = a10, a11, a12, a13
     blk[2, 0], blk[2, 1], blk[2, 2], blk[2, 3] = a20, a21, a22, a23
     blk[3, 0], blk[3, 1], blk[3, 2], blk[3, 3] = a30, a31, a32, a33
+
+
+@njit(**_SEQ_DOT)
+def _dot_block_2x4(xf, gyf, offs4, n0, n1, CR, xoff, off_max, O, G, L, Lv, o0, last, blk):
+    """:func:`_dot_block_4x4` for the rows o0 and min(o0 + 1, last) only (blk rows 0 and 1)."""
+    i0, i1 = o0, min(o0 + 1, last)
+    zero = np.zeros(1, dtype=blk.dtype)[0]
+    a00 = a01 = a02 = a03 = zero
+    a10 = a11 = a12 = a13 = zero
+    for n in range(n0, n1):
+        xb = n * CR + xoff
+        Lr = Lv if xb + off_max + Lv <= xf.shape[0] else L
+        gb = n * O * G
+        g0 = gyf[gb + i0 * G:gb + i0 * G + Lr]
+        g1 = gyf[gb + i1 * G:gb + i1 * G + Lr]
+        s0 = xf[xb + offs4[0]:xb + offs4[0] + Lr]
+        s1 = xf[xb + offs4[1]:xb + offs4[1] + Lr]
+        s2 = xf[xb + offs4[2]:xb + offs4[2] + Lr]
+        s3 = xf[xb + offs4[3]:xb + offs4[3] + Lr]
+        for j in range(Lr):
+            e0 = s0[j]
+            e1 = s1[j]
+            e2 = s2[j]
+            e3 = s3[j]
+            h = g0[j]
+            a00 += h * e0
+            a01 += h * e1
+            a02 += h * e2
+            a03 += h * e3
+            h = g1[j]
+            a10 += h * e0
+            a11 += h * e1
+            a12 += h * e2
+            a13 += h * e3
+    blk[0, 0], blk[0, 1], blk[0, 2], blk[0, 3] = a00, a01, a02, a03
+    blk[1, 0], blk[1, 1], blk[1, 2], blk[1, 3] = a10, a11, a12, a13
 
 
 @njit(**_PAR)
