@@ -83,6 +83,21 @@ def test_max_pool2d_cpu_matches_reference(dtype, cfg):
         assert abs(vdot(y, gy) - vdot(x, gx)) <= 1e-12 * (vdot(np.abs(y), np.abs(gy)) + 1e-300)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("values", ["normal", "ties", "nan", "inf"])
+def test_max_pool2d_2x2_stride2_fast_path(dtype, values):
+    """LeNet's and VGG's pooling has a kernel of its own (unrolled, vectorised): same values, indices, gradients."""
+    for seed, shape in enumerate([(2, 3, 28, 28), (3, 2, 10, 10), (1, 1, 7, 9), (2, 5, 2, 2), (1, 2, 5, 33)]):
+        rng, x = _x(dict(seed=seed, x_shape=shape, layout="contiguous", values=values), dtype)
+        args = ((2, 2), (2, 2), (0, 0), (1, 1), False)
+        y, idx = cpu.max_pool2d_forward(x, *args)
+        y_ref, idx_ref = ref.max_pool2d_forward(x, *args)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(idx, idx_ref)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        np.testing.assert_array_equal(cpu.max_pool2d_backward(gy, idx, x.shape), ref.max_pool2d_backward(gy, idx_ref, x.shape))
+
+
 def test_max_pool2d_tie_and_nan_rules():
     x = np.array([[[[2.0, 2.0, 1.0, 2.0]]]])
     for k in (cpu, ref):

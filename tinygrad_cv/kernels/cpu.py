@@ -837,6 +837,11 @@ def _tap_range(base, d, k, n):
     return lo, hi
 
 
+# Index arrays with this when the index is computed (not a range() variable): an
+# unsigned index cannot be negative, so Numba emits no wrap-around code for it.
+_U = np.uint64
+
+
 @njit(**_SEQ)
 def _take(val, best):
     # branch-free "does val replace best": on random data "is it bigger" is a
@@ -900,58 +905,78 @@ def _max_pool_fwd_inside(x, y, idx, KH, KW, sh, sw):
 
     Same rules (first max wins, NaN wins and the last NaN's index is kept),
     without the per-window clipping.  The 2 x 2 window (LeNet's, VGG's) is
-    written out tap by tap: with fixed loop bounds and no inner loops the
-    compiler keeps everything in registers (2x faster than the loops).
+    written out tap by tap, with the stride 2 as a literal: with no inner
+    loops and a known stride the compiler vectorises the row (2x faster).
+    Positions are indexed as unsigned integers (``_U``): a signed computed
+    index makes Numba handle negative indices (wrap around) on every load and
+    store, which here cost more than the maxima themselves (2x).
     """
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
+    xf = x.reshape(N * C * H * W)
+    yf = y.reshape(N * C * OH * OW)
+    idf = idx.reshape(N * C * OH * OW)
+    two = KH == 2 and KW == 2 and sh == 2 and sw == 2
     for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        xs = x[n, c].reshape(H * W)
-        ys = y[n, c].reshape(OH * OW)
-        ids = idx[n, c].reshape(OH * OW)
+        xb = t * H * W
         for i in range(OH):
             r0 = i * sh * W
-            for j in range(OW):
-                k = r0 + j * sw
-                best = xs[k]
-                arg = k
-                if KH == 2 and KW == 2:
-                    for kk in (k + 1, k + W, k + W + 1):
-                        val = xs[kk]
-                        take = _take(val, best)
-                        best = val if take else best
-                        arg = kk if take else arg
-                else:
+            o = (t * OH + i) * OW
+            if two:
+                for j in range(OW):
+                    k = r0 + 2 * j  # a literal stride: the loop vectorises (2x)
+                    u = _U(xb + k)
+                    best = xf[u]
+                    arg = k
+                    val = xf[u + _U(1)]
+                    take = _take(val, best)
+                    best = val if take else best
+                    arg = k + 1 if take else arg
+                    val = xf[u + _U(W)]
+                    take = _take(val, best)
+                    best = val if take else best
+                    arg = k + W if take else arg
+                    val = xf[u + _U(W + 1)]
+                    take = _take(val, best)
+                    best = val if take else best
+                    arg = k + W + 1 if take else arg
+                    yf[_U(o + j)] = best
+                    idf[_U(o + j)] = arg
+            else:
+                for j in range(OW):
+                    k = r0 + j * sw
+                    u = _U(xb + k)
+                    best = xf[u]
+                    arg = k
                     for p in range(KH):
                         for q in range(KW):
-                            kk = k + p * W + q
-                            val = xs[kk]
+                            d = p * W + q
+                            val = xf[u + _U(d)]
                             take = _take(val, best)
                             best = val if take else best
-                            arg = kk if take else arg
-                ys[i * OW + j] = best
-                ids[i * OW + j] = arg
+                            arg = k + d if take else arg
+                    yf[_U(o + j)] = best
+                    idf[_U(o + j)] = arg
 
 
 @njit(**_PAR)
 def _max_pool_bwd(gy, idx, gx):
-    """gx[n, c].flat[idx] += gy: one (n, c) plane per work item, so no races."""
+    """gx[n, c].flat[idx] += gy: one (n, c) plane per work item, so no races (unsigned indices, see above)."""
     N, C = gx.shape[0], gx.shape[1]
     HW = gx.shape[2] * gx.shape[3]
     P = gy.shape[2] * gy.shape[3]
+    gxf = gx.reshape(N * C * HW)
+    gyf = gy.reshape(N * C * P)
+    idf = idx.reshape(N * C * P)
     for t in prange(N * C):
-        n = t // C
-        c = t - n * C
-        dst = gx[n, c].reshape(HW)
-        dst[:] = 0
-        g = gy[n, c].reshape(P)
-        ii = idx[n, c].reshape(P)
+        xb = t * HW
+        for k in range(HW):
+            gxf[_U(xb + k)] = 0
         for j in range(P):
-            k = ii[j]
+            o = _U(t * P + j)
+            k = idf[o]
             if k >= 0 and k < HW:  # windows that missed the input route nowhere
-                dst[k] += g[j]
+                gxf[_U(xb + k)] += gyf[o]
 
 
 @njit(**_SEQ)
