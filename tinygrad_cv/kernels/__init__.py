@@ -32,6 +32,8 @@ import importlib
 from types import ModuleType
 from typing import Iterator
 
+import numpy as np
+
 from . import shapes  # noqa: F401  (re-exported: kernels.shapes)
 
 __all__ = ["BACKENDS", "get_backend", "set_backend", "use_backend", "active_backend_name", "backend_for", "shapes"]
@@ -73,9 +75,17 @@ def get_backend(name: str | None = None) -> ModuleType:
 
 def backend_for(array) -> ModuleType:
     """The kernels for ``array``: the CUDA twin for GPU data, else the active (CPU) backend."""
-    if getattr(array, "device", "cpu") == "cuda" and not hasattr(array, "__array_interface__"):
+    if type(array) is not np.ndarray and getattr(array, "device", "cpu") == "cuda" and not hasattr(
+            array, "__array_interface__"):
         return _load("cuda")
-    return _load(_active)
+    # every operation asks, so the loaded host module is kept (importlib's lookup costs ~3 us)
+    loaded = _LOADED.get(_active)
+    if loaded is None:
+        loaded = _LOADED[_active] = _load(_active)
+    return loaded
+
+
+_LOADED: dict[str, ModuleType] = {}
 
 
 def active_backend_name() -> str:
