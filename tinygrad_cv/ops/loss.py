@@ -25,13 +25,16 @@ def _nll_rows(flat_z, t, weight, ignore_index, reduction, out_shape):
     """
     keep = t != ignore_index
     safe_t = np.where(keep, t, 0)
-    w = (weight[safe_t] if weight is not None else np.ones(t.shape, flat_z.dtype)) * keep
-    w = w.astype(flat_z.dtype)
+    w = keep.astype(flat_z.dtype) if weight is None else (weight[safe_t] * keep).astype(flat_z.dtype)
     rows = np.arange(t.size)
     losses = -w * flat_z[rows, safe_t]
     if reduction == "mean":
         denom = w.sum()
-        with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 -> nan, as PyTorch when every target is ignored
+        if denom == 0:  # every target ignored: 0/0 -> nan, as in PyTorch
+            with np.errstate(divide="ignore", invalid="ignore"):
+                coef = w / denom
+                out = np.asarray(losses.sum() / denom, dtype=flat_z.dtype)
+        else:
             coef = w / denom
             out = np.asarray(losses.sum() / denom, dtype=flat_z.dtype)
     elif reduction == "sum":
