@@ -277,7 +277,6 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
     L = (OH - 1) * Wp + OW
     Lv = _whole_vectors(L)
     offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw, False)
-    T4 = T - T % 4
     wt = w.reshape(O, T)
     NOB = (Og + 3) // 4
     for t in prange(N * groups * NOB):
@@ -327,10 +326,8 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
     N, C, H, W = gx.shape
     O, Cg, KH, KW = w.shape
     Og = O // groups
-    KK = KH * KW
     Lv = _whole_vectors(L)
     offs = _tap_offsets(1, 0, Wp, KH, KW, dh, dw, False)
-    O4 = Og - Og % 4
     NCB = (Cg + 3) // 4
     for t in prange(N * groups * NCB):
         n = t // (groups * NCB)
@@ -714,7 +711,7 @@ def _conv_bwd_weight_strided(xp, Wp, gys, gw, OH, OW, sh, sw, dh, dw, groups):
     positions is first done elementwise into a row buffer (vectorises without
     reassociating anything), then the buffer is summed in index order.
     """
-    N, C = xp.shape[0], xp.shape[1]
+    N = xp.shape[0]
     O, Cg, KH, KW = gw.shape
     T = KH * KW
     Og = O // groups

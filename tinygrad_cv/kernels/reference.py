@@ -40,6 +40,8 @@ __all__ = [
     "avg_pool2d_forward",
     "avg_pool2d_backward",
     "matmul",
+    "relu_forward",
+    "relu_backward",
 ]
 
 _FLOATS = (np.float32, np.float64)

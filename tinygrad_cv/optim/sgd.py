@@ -12,8 +12,6 @@ With learning rate γ, momentum μ, dampening τ, weight decay λ, each step doe
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..tensor import Tensor
 from .optimizer import Optimizer, _check
 
