@@ -69,6 +69,8 @@ def test_conv2d_backward_all_gradients_in_one_call(strategy, dtype, cfg, needs):
     with conv_strategy(strategy):
         gx, gw, gb = cpu.conv2d_backward(x, gy, w, s, p, d, g, *needs)
     assert [v is not None for v in (gx, gw, gb)] == list(needs)
+    # the reference twin's one-call form is its three formulas
+    assert [v is not None for v in ref.conv2d_backward(x, gy, w, s, p, d, g, *needs)] == list(needs)
     if gx is not None:
         assert gx.dtype == dtype
         assert_close(gx, ref.conv2d_backward_input(gy, w, x.shape, s, p, d, g),
@@ -81,6 +83,8 @@ def test_conv2d_backward_all_gradients_in_one_call(strategy, dtype, cfg, needs):
         assert gb.dtype == dtype and gb.shape == (w.shape[0],)
         exact = gy.astype(np.float64).sum(axis=(0, 2, 3)).astype(dtype)
         assert_close(gb, exact, np.abs(gy).sum(axis=(0, 2, 3)), dtype)
+        assert_close(ref.conv2d_backward(x, gy, w, s, p, d, g, False, False, True)[2], exact,
+                     np.abs(gy).sum(axis=(0, 2, 3)), dtype)
 
 
 @pytest.mark.parametrize("twin", ["reference", "cpu-direct", "cpu-gemm"])
@@ -268,9 +272,8 @@ def test_conv_gradient_shape_mismatch_raises(twin):
         k.conv2d_backward_input(np.zeros((1, 2, 3, 3)), w, (1, 3, 4, 4), 1, 0, 1, 1)
     with pytest.raises(ValueError, match="bias"):
         k.conv2d_forward(np.zeros((1, 3, 4, 4)), w, np.zeros(3), 1, 0, 1, 1)
-    if twin == "cpu":
-        with pytest.raises(ValueError, match=r"\(1, 2, 3, 3\).*\(1, 2, 2, 2\)"):
-            k.conv2d_backward(np.zeros((1, 3, 4, 4)), np.zeros((1, 2, 3, 3)), w, 1, 0, 1, 1)
+    with pytest.raises(ValueError, match=r"\(1, 2, 3, 3\).*\(1, 2, 2, 2\)"):
+        k.conv2d_backward(np.zeros((1, 3, 4, 4)), np.zeros((1, 2, 3, 3)), w, 1, 0, 1, 1)
 
 
 @pytest.mark.parametrize("twin", ["reference", "cpu"])

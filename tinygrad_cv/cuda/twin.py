@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 from ..kernels import cuda as _kernels
+from ..kernels import shapes
 from .array import CudaArray, from_device_array
 
 _NAMES = (
@@ -44,4 +45,17 @@ def _adapt(name):
 for _name in _NAMES:
     globals()[_name] = _adapt(_name)
 
-__all__ = list(_NAMES)
+
+def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True, need_weight=True,
+                    need_bias=True):
+    """All gradients of conv2d, as in the other twins: on the GPU the input and weight kernels one
+    after the other, and the bias gradient a reduction of gy over (N, H, W)."""
+    shapes.check_conv2d_grad(x.shape, w.shape, gy.shape, stride, padding, dilation, groups)
+    args = stride, padding, dilation, groups
+    gx = _out(_kernels.conv2d_backward_input(_in(gy), _in(w), x.shape, *args)) if need_input else None
+    gw = _out(_kernels.conv2d_backward_weight(_in(x), _in(gy), w.shape, *args)) if need_weight else None
+    gb = gy.sum(axis=(0, 2, 3)) if need_bias else None
+    return gx, gw, gb
+
+
+__all__ = list(_NAMES) + ["conv2d_backward"]

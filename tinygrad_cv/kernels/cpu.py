@@ -1321,10 +1321,10 @@ def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape
     OH, OW = gy.shape[2], gy.shape[3]
+    unit = stride == (1, 1)
+    passes = [kind for kind, need in (("input", need_input), ("weight", need_weight)) if need]
     spread = sums = None
-    direct = not (_use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW, True) if need_input else False) and not (
-        _use_gemm("weight", N, O, Cg, KH, KW, groups, OH * OW, True) if need_weight else False)
-    if stride == (1, 1) and direct and (need_input or need_weight):
+    if unit and any(not _use_gemm(kind, N, O, Cg, KH, KW, groups, OH * OW, unit) for kind in passes):
         Wp = W + pad4[2] + pad4[3]
         sums = np.empty((N, O)) if need_bias else None
         spread = _spread_planes(gy, Wp, (OH - 1) * Wp + OW, sums)

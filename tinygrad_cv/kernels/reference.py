@@ -32,6 +32,7 @@ __all__ = [
     "conv2d_forward",
     "conv2d_backward_input",
     "conv2d_backward_weight",
+    "conv2d_backward",
     "conv_transpose2d_forward",
     "conv_transpose2d_backward_input",
     "conv_transpose2d_backward_weight",
@@ -181,6 +182,21 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     stride, pad4, dilation = shapes.check_conv2d_grad(
         x.shape, w_shape, gy.shape, stride, padding, dilation, groups)
     return _conv2d_adjoint_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
+
+
+def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True, need_weight=True,
+                    need_bias=True):
+    """All gradients of conv2d in one call: (dL/dx, dL/dw, dL/db), None for those not asked for.
+
+    Here simply the two functions above and the bias gradient
+    dL/db[o] = sum_{n,i,j} gy[n, o, i, j] (every output of channel o got + b[o]);
+    a fast twin may share work between them.
+    """
+    shapes.check_conv2d_grad(np.shape(x), np.shape(w), np.shape(gy), stride, padding, dilation, groups)
+    gx = conv2d_backward_input(gy, w, np.shape(x), stride, padding, dilation, groups) if need_input else None
+    gw = conv2d_backward_weight(x, gy, np.shape(w), stride, padding, dilation, groups) if need_weight else None
+    gb = _float_array(gy, "gy").sum(axis=(0, 2, 3)) if need_bias else None
+    return gx, gw, gb
 
 
 # --------------------------------------------------------------------------

@@ -15,9 +15,9 @@ other's adjoints:
 * ``ConvWeight``    gw = correlation of the input with the output gradient
 
 Each backward is written with the other two, so gradients of gradients work.
-For plain first-order backward passes ``Conv2d`` calls the kernels directly
-(the CPU twin's ``conv2d_backward`` computes all three gradients in one call,
-sharing its passes over the upstream gradient).
+For plain first-order backward passes ``Conv2d`` calls the twins'
+``conv2d_backward``, which returns all three gradients in one call (the CPU
+twin shares its passes over the upstream gradient).
 The arithmetic happens in the kernel twins (``tinygrad_cv.kernels``): the
 readable reference or the Numba CPU version, chosen by
 ``kernels.use_backend``.
@@ -50,16 +50,10 @@ class Conv2d(Function):
             gw = ConvWeight.apply(x, grad, w.shape, stride, pad4, dilation, groups) if need_w else None
             gb = grad.sum((0, 2, 3)) if need_b else None
             return gx, gw, gb, None, None, None, None
-        # first order: the same three numbers straight from the kernels (a twin may
-        # compute them in one call, sharing its passes over grad)
-        k = kernels.backend_for(grad.data)
-        g, xd, wd = grad.data, x.data, w.data
-        if hasattr(k, "conv2d_backward"):
-            gx, gw, gb = k.conv2d_backward(xd, g, wd, stride, pad4, dilation, groups, need_x, need_w, need_b)
-        else:
-            gx = k.conv2d_backward_input(g, wd, x.shape, stride, pad4, dilation, groups) if need_x else None
-            gw = k.conv2d_backward_weight(xd, g, w.shape, stride, pad4, dilation, groups) if need_w else None
-            gb = g.sum(axis=(0, 2, 3)) if need_b else None
+        # first order: the same three numbers straight from the kernels, in one call
+        # (the CPU twin shares its passes over grad between them)
+        gx, gw, gb = kernels.backend_for(grad.data).conv2d_backward(
+            x.data, grad.data, w.data, stride, pad4, dilation, groups, need_x, need_w, need_b)
         wrap = grad._wrap
         return (None if gx is None else wrap(gx), None if gw is None else wrap(gw), None if gb is None else wrap(gb),
                 None, None, None, None)
