@@ -14,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function, is_grad_enabled
+from .softmax import _log_softmax
 
 
 def _nll_rows(flat_z, t, weight, ignore_index, reduction, out_shape):
     """The loss of log-probabilities ``flat_z`` (M, C) against targets ``t`` (M,), and d loss / d z.
 
-    Returns (loss, rows, coef, dz): the rows (0..M-1) and their targets pick one
-    entry each, coef[m] = d loss / d loss_m (w[t_m], divided by sum w for "mean"),
-    and dz (M, C) is -coef at each row's target, 0 elsewhere.
+    Returns (loss, coef, dz): coef[m] = d loss / d loss_m (w[t_m], divided by
+    sum w for "mean"), and dz (M, C) is -coef at each row's target, 0 elsewhere.
     """
     keep = t != ignore_index
     safe_t = np.where(keep, t, 0)
@@ -45,7 +45,7 @@ def _nll_rows(flat_z, t, weight, ignore_index, reduction, out_shape):
         out = losses.reshape(out_shape)
     dz = np.zeros(flat_z.shape, dtype=flat_z.dtype)
     dz[rows, safe_t] = -coef
-    return out, safe_t, coef, dz
+    return out, coef, dz
 
 
 class NLLLoss(Function):
@@ -58,7 +58,7 @@ class NLLLoss(Function):
         if not isinstance(logp, np.ndarray):
             keep = t != ignore_index
             return _nll_gpu(ctx, logp, z, flat_z, t, keep, np.where(keep, t, 0), weight, reduction)
-        out, _, _, dz = _nll_rows(flat_z, t, weight, ignore_index, reduction, target.shape)
+        out, _, dz = _nll_rows(flat_z, t, weight, ignore_index, reduction, target.shape)
         # d loss / d logp with the class axis back in place
         ctx.dz = np.moveaxis(dz.reshape(z.shape), -1, 1)
         ctx.reduction = reduction
@@ -89,19 +89,12 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction):
-        m = np.max(x, axis=1, keepdims=True)
-        if not np.all(np.isfinite(m)):
-            m = np.where(np.isfinite(m), m, 0)
-        z = x - m
-        e = np.exp(z)
-        total = np.sum(e, axis=1, keepdims=True)
-        logp = z - np.log(total)  # log_softmax's formula, operation for operation
-        out, safe_t, coef, dz = _nll_rows(logp, target, weight, ignore_index, reduction, target.shape)
-        p = e / total
+        logp = _log_softmax(x, 1)  # the same numbers as the composite's LogSoftmax
+        out, coef, dz = _nll_rows(logp, target, weight, ignore_index, reduction, target.shape)
         ctx.save_for_backward(x)
         ctx.reduction = reduction
-        ctx.coef, ctx.onehot_coef = coef, dz  # dz = -coef * y
-        ctx.dx = p * coef[:, None] + dz  # coef (p - y)
+        ctx.coef, ctx.dz = coef, dz  # dz = -coef * y
+        ctx.dx = np.exp(logp) * coef[:, None] + dz  # coef (p - y)
         return out
 
     @staticmethod
@@ -110,7 +103,7 @@ class CrossEntropy(Function):
         if is_grad_enabled():  # create_graph: p = softmax(x) as a differentiable operation
             (x,) = ctx.saved_tensors
             wrap = grad._wrap
-            return g * (x.softmax(1) * wrap(ctx.coef[:, None]) + wrap(ctx.onehot_coef)), None, None, None, None
+            return g * (x.softmax(1) * wrap(ctx.coef[:, None]) + wrap(ctx.dz)), None, None, None, None
         return grad._wrap(g.data * ctx.dx), None, None, None, None
 
 
