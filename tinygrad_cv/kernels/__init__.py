@@ -75,13 +75,13 @@ def get_backend(name: str | None = None) -> ModuleType:
 
 def backend_for(array) -> ModuleType:
     """The kernels for ``array``: the CUDA twin for GPU data, else the active (CPU) backend."""
-    if type(array) is not np.ndarray and getattr(array, "device", "cpu") == "cuda" and not hasattr(
-            array, "__array_interface__"):
-        return _load("cuda")
-    # every operation asks, so the loaded host module is kept (importlib's lookup costs ~3 us)
-    loaded = _LOADED.get(_active)
+    on_gpu = type(array) is not np.ndarray and getattr(array, "device", "cpu") == "cuda" and not hasattr(
+        array, "__array_interface__")
+    name = "cuda" if on_gpu else _active
+    # every operation asks, so a loaded twin is kept (importlib's lookup costs ~3 us)
+    loaded = _LOADED.get(name)
     if loaded is None:
-        loaded = _LOADED[_active] = _load(_active)
+        loaded = _LOADED[name] = _load(name)
     return loaded
 
 
