@@ -129,6 +129,13 @@ def test_conv2d_matches_cpu(dtype, cfg, with_bias):
     check(gpu.conv2d_backward_weight(dev(x), dev(gy), w.shape, *args), gw,
           cpu.conv2d_backward_weight(ax, np.abs(gy), w.shape, *args), dtype)
 
+    # all three in one call (the bias gradient has a kernel of its own)
+    gx_all, gw_all, gb_all = gpu.conv2d_backward(dev(x), dev(gy), dev(w), *args)
+    np.testing.assert_array_equal(host(gx_all), host(gpu.conv2d_backward_input(dev(gy), dev(w), x.shape, *args)))
+    np.testing.assert_array_equal(host(gw_all), host(gpu.conv2d_backward_weight(dev(x), dev(gy), w.shape, *args)))
+    check(gb_all, gy.astype(np.float64).sum(axis=(0, 2, 3)).astype(dtype), np.abs(gy).sum(axis=(0, 2, 3)), dtype)
+    assert gpu.conv2d_backward(dev(x), dev(gy), dev(w), *args, need_input=False, need_weight=False)[:2] == (None, None)
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=8)
@@ -191,6 +198,8 @@ def test_conv_backward_is_deterministic():
     gw = host(gpu.conv2d_backward_weight(x, gy, (2, 2, 3, 3), *args))
     np.testing.assert_array_equal(host(gpu.conv2d_backward_input(gy, w, (2, 2, 6, 6), *args)), gx)
     np.testing.assert_array_equal(host(gpu.conv2d_backward_weight(x, gy, (2, 2, 3, 3), *args)), gw)
+    gb = host(gpu.conv2d_backward(x, gy, w, *args, need_input=False, need_weight=False)[2])
+    np.testing.assert_array_equal(host(gpu.conv2d_backward(x, gy, w, *args, need_input=False, need_weight=False)[2]), gb)
 
 
 # --------------------------------------------------------------------------

@@ -11,11 +11,10 @@ from __future__ import annotations
 import functools
 
 from ..kernels import cuda as _kernels
-from ..kernels import shapes
 from .array import CudaArray, from_device_array
 
 _NAMES = (
-    "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
+    "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_backward",
     "conv_transpose2d_forward", "conv_transpose2d_backward_input", "conv_transpose2d_backward_weight",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "matmul", "relu_forward", "relu_backward",
@@ -27,6 +26,8 @@ def _in(a):
 
 
 def _out(r):
+    if r is None:  # a gradient that was not asked for
+        return None
     if isinstance(r, tuple):
         return tuple(_out(x) for x in r)
     return from_device_array(r)
@@ -46,16 +47,4 @@ for _name in _NAMES:
     globals()[_name] = _adapt(_name)
 
 
-def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True, need_weight=True,
-                    need_bias=True):
-    """All gradients of conv2d, as in the other twins: on the GPU the input and weight kernels one
-    after the other, and the bias gradient a reduction of gy over (N, H, W)."""
-    shapes.check_conv2d_grad(x.shape, w.shape, gy.shape, stride, padding, dilation, groups)
-    args = stride, padding, dilation, groups
-    gx = _out(_kernels.conv2d_backward_input(_in(gy), _in(w), x.shape, *args)) if need_input else None
-    gw = _out(_kernels.conv2d_backward_weight(_in(x), _in(gy), w.shape, *args)) if need_weight else None
-    gb = gy.sum(axis=(0, 2, 3)) if need_bias else None
-    return gx, gw, gb
-
-
-__all__ = list(_NAMES) + ["conv2d_backward"]
+__all__ = list(_NAMES)

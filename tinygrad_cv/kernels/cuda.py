@@ -70,6 +70,7 @@ __all__ = [
     "conv2d_forward",
     "conv2d_backward_input",
     "conv2d_backward_weight",
+    "conv2d_backward",
     "conv_transpose2d_forward",
     "conv_transpose2d_backward_input",
     "conv_transpose2d_backward_weight",
@@ -270,17 +271,45 @@ def _conv2d_bwd_weight(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
             v = j * sw + q * dw - pl
             if h >= 0 and h < H and v >= 0 and v < W:  # else x is padding: term is 0
                 acc += gy[n, o, i, j] * x[n, c, h, v]
-        partial[tid] = acc
-        cuda.syncthreads()
-        s = _RED // 2
-        while s > 0:
-            if tid < s:
-                partial[tid] += partial[tid + s]
-            cuda.syncthreads()
-            s //= 2
+        total = _block_tree_sum(partial, tid, acc)
         if tid == 0:
-            gw[o, cl, p, q] = partial[0]
-        cuda.syncthreads()  # partial[0] is read before the next element overwrites it
+            gw[o, cl, p, q] = total
+
+
+@cuda.jit
+def _conv2d_bwd_bias(gy, gb):
+    """gb[o] = sum_{n,i,j} gy[n,o,i,j]: one block per channel, the same fixed-order tree as the weight kernel."""
+    N, O, OH, OW = gy.shape
+    partial = cuda.shared.array(_RED, dtype=gb.dtype)
+    tid = cuda.threadIdx.x
+    zero = gb.dtype.type(0)
+    P = OH * OW
+    for o in range(cuda.blockIdx.x, O, cuda.gridDim.x):  # the same bounds for every thread of a block
+        acc = zero
+        for m in range(tid, N * P, _RED):
+            n = m // P
+            r = m - n * P
+            acc += gy[n, o, r // OW, r % OW]
+        total = _block_tree_sum(partial, tid, acc)
+        if tid == 0:
+            gb[o] = total
+
+
+@cuda.jit(device=True)
+def _block_tree_sum(partial, tid, acc):
+    """Sum of every thread's ``acc`` in a block of _RED threads: pairwise in shared memory, halving
+    the active threads each step (a fixed order, so a deterministic result); all threads get it."""
+    partial[tid] = acc
+    cuda.syncthreads()
+    s = _RED // 2
+    while s > 0:
+        if tid < s:
+            partial[tid] += partial[tid + s]
+        cuda.syncthreads()
+        s //= 2
+    total = partial[0]
+    cuda.syncthreads()  # partial[0] is read before the next reduction overwrites it
+    return total
 
 
 # ==========================================================================
@@ -603,6 +632,12 @@ def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups):
     return gw
 
 
+def _conv_bwd_bias(gy):
+    gb = cuda.device_array((gy.shape[1],), dtype=gy.dtype)
+    _conv2d_bwd_bias[max(1, min(gy.shape[1], MAX_BLOCKS)), _RED](gy, gb)
+    return gb
+
+
 # ==========================================================================
 # Public API (mirrors cpu.py)
 # ==========================================================================
@@ -644,6 +679,23 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     stride, pad4, dilation = shapes.check_conv2d_grad(
         x.shape, w_shape, gy.shape, stride, padding, dilation, groups)
     return _conv_bwd_weight(x, gy, tuple(w_shape), stride, pad4, dilation, groups)
+
+
+def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True, need_weight=True,
+                    need_bias=True):
+    """All gradients of conv2d in one call: (gx, gw, gb), None for those not asked for.
+
+    On the GPU the input and weight kernels run one after the other, and the
+    bias gradient sum_{n,i,j} gy[n, o, i, j] is one block per channel.
+    """
+    x = _float_c(x, "x")
+    gy = _float_c(gy, "gy", x.dtype)
+    w = _float_c(w, "w", x.dtype)
+    stride, pad4, dilation = shapes.check_conv2d_grad(x.shape, w.shape, gy.shape, stride, padding, dilation, groups)
+    gx = _conv_bwd_input(gy, w, None, tuple(x.shape), stride, pad4, dilation, groups) if need_input else None
+    gw = _conv_bwd_weight(x, gy, tuple(w.shape), stride, pad4, dilation, groups) if need_weight else None
+    gb = _conv_bwd_bias(gy) if need_bias else None
+    return gx, gw, gb
 
 
 def conv_transpose2d_forward(x, w, b, stride, padding, output_padding, groups, dilation):
