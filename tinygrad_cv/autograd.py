@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import weakref
 
 __all__ = [
@@ -42,13 +43,23 @@ __all__ = [
 # ----------------------------------------------------------------------------
 # Grad mode
 # ----------------------------------------------------------------------------
-class _GradMode:
+class _GradMode(threading.local):
+    """Whether operations record a graph — one flag per thread, as in PyTorch.
+
+    A process-wide flag would let ``no_grad()`` in an evaluation thread (or the
+    one inside ``optimizer.step()``) switch recording off under a training
+    thread's feet. Each new thread starts with recording on.
+    """
+
     enabled = True
 
 
+_grad_mode = _GradMode()
+
+
 def is_grad_enabled() -> bool:
-    """True when new operations record a graph for backpropagation."""
-    return _GradMode.enabled
+    """True when new operations record a graph for backpropagation (in the calling thread)."""
+    return _grad_mode.enabled
 
 
 class set_grad_enabled(contextlib.ContextDecorator):
@@ -59,12 +70,12 @@ class set_grad_enabled(contextlib.ContextDecorator):
         self.prev = None
 
     def __enter__(self):
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = self.mode
+        self.prev = _grad_mode.enabled
+        _grad_mode.enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
+        _grad_mode.enabled = self.prev
         return False
 
     def _recreate_cm(self):
@@ -147,6 +158,14 @@ class Node:
     def _can_require_grad(data) -> bool:
         return True
 
+    def _saved_version(self):
+        """This node's in-place change counter when saved for backward (None: cannot change in place)."""
+        return None
+
+    @classmethod
+    def _link_views(cls, out, nodes):
+        """Let an output that is a view of an input's memory share that input's version counter."""
+
     @classmethod
     def _from_function(cls, data):
         """Wrap the raw result of a ``forward`` (no copy)."""
@@ -217,7 +236,10 @@ class Context:
 
     # slots for the engine's own fields keep the graph light; a __dict__ is only
     # created when a forward stashes something of its own (``ctx.shape = ...``)
-    __slots__ = ("fn", "inputs", "needs_input_grad", "outputs", "out_meta", "freed", "_to_save", "_saved", "__dict__")
+    __slots__ = (
+        "fn", "inputs", "needs_input_grad", "outputs", "out_meta", "freed", "_to_save", "_saved", "_versions",
+        "__dict__",
+    )
 
     def __init__(self, fn, inputs, needs_input_grad):
         self.fn = fn
@@ -227,6 +249,7 @@ class Context:
         self.freed = False
         self._to_save = ()
         self._saved = ()
+        self._versions = ()
 
     @property
     def name(self) -> str:
@@ -254,16 +277,19 @@ class Context:
                 "need to walk the graph again."
             )
         out = []
-        versions = getattr(self, "_versions", {})
-        for item in self._saved:
+        for item, version in zip(self._saved, self._versions):
             if type(item) is weakref.ref:  # a saved output, held weakly to avoid a cycle
                 item = item()
                 if item is None:  # the output died; nothing can reach this context any more
                     raise RuntimeError(f"{self.name}: a saved output was freed")
-            if getattr(item, "_version", 0) != versions.get(id(item), 0):
+            if version is not None and item._version != version:
+                # the values backward would read are no longer the ones forward used
                 raise RuntimeError(
-                    f"{self.name}: a tensor of shape {item.shape} saved for the backward pass was modified "
-                    "in place after it was used; its gradient would be wrong. Modify a copy (x.clone()) instead."
+                    f"{self.name}: one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: a tensor of shape {item.shape} saved for the backward pass "
+                    f"is at version {item._version}; expected version {version} instead. The change may "
+                    "have gone through a view or a detach()ed alias sharing its memory. Modify a copy "
+                    "(x.clone()) instead, or make the change after backward()."
                 )
             out.append(item)
         return tuple(out)
@@ -271,7 +297,14 @@ class Context:
     saved_values = saved_tensors  # the name reads better for the Scalar engine
 
     def _resolve_saved(self, raw_inputs, raw_outputs, outputs, node_type):
-        saved, used = [], set()
+        """Turn the raw values given to ``save_for_backward`` into nodes, noting each one's version.
+
+        A raw input is saved as its input node, a raw output weakly as its
+        output node, anything else as a new constant. The version of every
+        node (its in-place change counter, shared with its views) is recorded
+        so that ``saved_tensors`` can refuse values changed since.
+        """
+        saved, versions, used = [], [], set()
         for value in self._to_save:
             hit = None
             for i, r in enumerate(raw_inputs):
@@ -285,21 +318,23 @@ class Context:
                 used.add(hit)
                 node = self.inputs[hit]
                 saved.append(node)
-                if getattr(node, "_version", 0):
-                    self._versions = getattr(self, "_versions", {})
-                    self._versions[id(node)] = node._version
+                versions.append(node._saved_version())
                 continue
             for k, r in enumerate(raw_outputs):
                 if r is value:
                     saved.append(weakref.ref(outputs[k]))
+                    versions.append(outputs[k]._saved_version())
                     break
             else:
                 saved.append(value if isinstance(value, Node) else node_type._wrap(value))
+                versions.append(None)
         self._saved = tuple(saved)
+        self._versions = tuple(versions)
         self._to_save = ()
 
     def _free(self):
         self._saved = ()
+        self._versions = ()
         self.freed = True
 
 
@@ -353,9 +388,10 @@ class Function:
         node_type._check_inputs(cls, nodes)
         ctx = Context(cls, nodes, tuple(needs))
         result = cls.forward(ctx, *raw, **kwargs)
-        track = _GradMode.enabled and True in needs
+        track = _grad_mode.enabled and True in needs
         if type(result) is not tuple:
             out = node_type._from_function(result)
+            node_type._link_views(out, nodes)
             if track and out._can_require_grad(result):
                 out.requires_grad = True
                 out._ctx = ctx
@@ -365,6 +401,8 @@ class Function:
                     ctx._resolve_saved(raw, (result,), (out,), node_type)
             return out
         outputs = tuple(node_type._from_function(r) for r in result)
+        for o in outputs:
+            node_type._link_views(o, nodes)
         if track:
             ctx.outputs = tuple(weakref.ref(o) for o in outputs)
             # outputs that cannot carry a gradient (integer indices) get None in backward,

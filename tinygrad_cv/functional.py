@@ -391,9 +391,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if running_mean is not None:
             rm = running_mean.data
             rm[...] = (1 - m) * rm + m * mean.reshape(c)
+            running_mean._bump_version()
         if running_var is not None:
             rv = running_var.data
             rv[...] = (1 - m) * rv + m * var.reshape(c) * (n / (n - 1))
+            running_var._bump_version()
         return _nn_ops.BatchNormTrain.apply(x, weight, bias, mean, var, eps)
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var are needed when training=False")

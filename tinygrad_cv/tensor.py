@@ -53,9 +53,38 @@ def _is_cuda(a):
     return not isinstance(a, np.ndarray) and getattr(a, "device", None) == "cuda"
 
 
+def _memory_root(a):
+    """The object that owns ``a``'s memory when ``a`` is a view of another array, else None.
+
+    Two arrays with the same root share memory (NumPy points a view of a view
+    straight at the owner; the loop covers owners that are views themselves).
+    A CUDA array's root is its device buffer.
+    """
+    if isinstance(a, np.ndarray):
+        base = a.base
+        if base is None:
+            return a
+        while isinstance(base, np.ndarray) and base.base is not None:
+            base = base.base
+        return base
+    buf = getattr(a, "buf", None)
+    return buf
+
+
+def _is_device_name(value):
+    """True for the strings PyTorch reads as a device: 'cpu', 'cuda', 'cuda:0', 'cpu:0', 'tpu'..."""
+    if not isinstance(value, str):
+        return False
+    try:
+        np.dtype(value)
+    except TypeError:
+        return True  # not a dtype name, so taken as a device name (and checked by _parse_device)
+    return False
+
+
 def _parse_device(device):
     """'cpu' or 'cuda' for a device argument; 'cuda' only where it is available (else a clear error)."""
-    if device is None or device == "cpu":
+    if device is None or device in ("cpu", "cpu:0"):
         return "cpu"
     if isinstance(device, str) and device in ("cuda", "cuda:0"):
         from . import cuda
@@ -90,7 +119,9 @@ def _to_array(data, dtype=None, copy=True):
         return data.astype(data.dtype if dtype is None else dtype, copy=True) if (copy or dtype is not None) else data
     if isinstance(data, np.ndarray) or isinstance(data, np.generic):
         arr = np.array(data, dtype=dtype, copy=copy) if (copy or dtype is not None) else data
-        if arr.dtype == np.float16 or arr.dtype.kind in "fiub":
+        if arr.dtype.kind in "fiub":
+            if not arr.dtype.isnative:  # the kernels read native byte order only: convert (torch.tensor does too)
+                arr = arr.astype(arr.dtype.newbyteorder("="))
             return arr
         raise TypeError(f"unsupported dtype {arr.dtype}")
     if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat(data)):
@@ -132,7 +163,10 @@ class Tensor(Node):
     Tensor, or ``None``), ``.grad_fn`` the operation that made it.
     """
 
-    __slots__ = ("_version",)  # bumped by every in-place change, so stale saved tensors are caught
+    # _vc: the version counter, a one-element list bumped by every in-place change so that
+    # backward can refuse saved values changed since forward; shared by a tensor, its views
+    # and its detach()ed aliases, since a change through any of them changes them all
+    __slots__ = ("_vc",)
     __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected op
 
     def __init__(self, data, dtype=None, requires_grad=False, device=None):
@@ -144,7 +178,7 @@ class Tensor(Node):
         self._out_index = 0
         self._grad = None
         self._retains_grad = False
-        self._version = 0
+        self._vc = [0]
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -159,10 +193,47 @@ class Tensor(Node):
         t._out_index = 0
         t._grad = None
         t._retains_grad = False
-        t._version = 0
+        t._vc = [0]
         return t
 
     _from_function = _wrap
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory has seen (PyTorch's ``_version``)."""
+        return self._vc[0]
+
+    def _bump_version(self):
+        """Record an in-place change made to ``.data`` outside the tensor's own in-place methods."""
+        self._vc[0] += 1
+
+    def _saved_version(self):
+        return self._vc[0]
+
+    @classmethod
+    def _link_views(cls, out, nodes):
+        # An output whose memory belongs to an input (reshape, permute, slicing, expand...) is
+        # a view: an in-place change through either must be seen by both.
+        data = out.data
+        if type(data) is np.ndarray and data.base is None:  # fresh memory (most results): only identity
+            for n in nodes:
+                if n is not None and n.data is data:
+                    out._vc = n._vc
+                    return
+            return
+        root = _memory_root(data)
+        if root is None:
+            return
+        for n in nodes:
+            if n is not None and _memory_root(n.data) is root:
+                out._vc = n._vc
+                return
+
+    def detach(self):
+        """The same values, cut off from the graph; shares memory and the version counter."""
+        t = Tensor._wrap(self.data)
+        t._vc = self._vc
+        return t
 
     @staticmethod
     def _can_require_grad(data):
@@ -330,7 +401,7 @@ class Tensor(Node):
 
         Returns ``self`` when nothing changes, as PyTorch does.
         """
-        if isinstance(device_or_dtype, str) and (device_or_dtype in ("cpu", "cuda") or device_or_dtype.startswith("cuda:")):
+        if _is_device_name(device_or_dtype):
             device = device_or_dtype
         elif device_or_dtype is not None:
             if dtype is not None:
@@ -771,7 +842,7 @@ class Tensor(Node):
             self.data[...] = other_t.data
         else:
             ufunc(self.data, other_t.data, out=self.data, casting="same_kind")
-        self._version += 1
+        self._vc[0] += 1
         return self
 
     def __iadd__(self, other):
@@ -970,6 +1041,15 @@ def from_numpy(array):
     """A tensor sharing memory with ``array``."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy expects an ndarray, got {type(array).__name__}")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"from_numpy: unsupported dtype {array.dtype} (floating point, integer or bool arrays only)")
+    if not array.dtype.isnative:
+        # sharing memory rules out converting it; the kernels read native byte order only
+        raise ValueError(
+            f"from_numpy: the array's dtype {array.dtype.str!r} is not in this machine's byte order; "
+            "convert it first with array.astype(array.dtype.newbyteorder('=')), or use tensor(array), "
+            "which copies and converts"
+        )
     return Tensor._wrap(array)
 
 

@@ -101,6 +101,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
@@ -108,7 +109,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from . import shapes  # noqa: E402
+from . import numba_cache, shapes  # noqa: E402
 
 __all__ = [
     "conv2d_forward",
@@ -131,8 +132,10 @@ __all__ = [
 # error_model="numpy": a division by zero gives inf/NaN as in NumPy instead of
 # raising, so no zero-divisor branch keeps a loop from being vectorised (the
 # arguments are validated before any kernel runs).
-_PAR = dict(parallel=True, cache=True, fastmath=False, nogil=True, error_model="numpy")
-_SEQ = dict(cache=True, fastmath=False, nogil=True, error_model="numpy")
+# cache: compiled kernels are kept on disk where a writable folder exists (see numba_cache).
+_CACHE = numba_cache.enabled()
+_PAR = dict(parallel=True, cache=_CACHE, fastmath=False, nogil=True, error_model="numpy")
+_SEQ = dict(cache=_CACHE, fastmath=False, nogil=True, error_model="numpy")
 # The register-blocked convolution kernels allow two rewrites, and only these:
 # "contract" fuses a*b + c into one FMA instruction (one rounding instead of
 # two: a different, not a worse, result; PyTorch's kernels do the same), and
@@ -1453,6 +1456,14 @@ def matmul(a, b):
 # LeNet's FC layers (12 M at batch 256) take well under a millisecond that way.
 _BLAS_ONE_THREAD_WORK = 1 << 26
 _BLAS_LIBS = None
+# The BLAS thread count is one setting for the whole process, but several Python threads may
+# multiply at once (a training thread beside an evaluation thread). Saving the count and
+# restoring it per call would let two overlapping calls restore each other's "1" for good,
+# so the calls inside a one-thread product are counted: the first to enter saves the count
+# and sets 1, the last to leave restores it.
+_BLAS_LOCK = threading.Lock()
+_BLAS_SAVED = None
+_BLAS_ONE_THREAD_CALLS = 0
 
 
 def _blas_libs():
@@ -1464,7 +1475,11 @@ def _blas_libs():
     training step).
     """
     global _BLAS_LIBS
-    if _BLAS_LIBS is None:
+    if _BLAS_LIBS is not None:
+        return _BLAS_LIBS
+    with _BLAS_LOCK:
+        if _BLAS_LIBS is not None:  # another thread found them meanwhile
+            return _BLAS_LIBS
         from threadpoolctl import ThreadpoolController
 
         found = []
@@ -1483,16 +1498,28 @@ def _blas_libs():
 
 
 def _dot_one_thread(a, b):
-    """np.dot with BLAS limited to one thread for this call (about 2 us to switch and back)."""
+    """np.dot with BLAS limited to one thread for this call (about 2 us to switch and back).
+
+    Thread-safe: overlapping calls from several threads share one switch (see
+    ``_BLAS_LOCK``), and the count in force before the first of them is restored
+    after the last.
+    """
+    global _BLAS_SAVED, _BLAS_ONE_THREAD_CALLS
     libs = _blas_libs()
-    before = [get() for get, _ in libs]
-    for _, put in libs:
-        put(1)
+    with _BLAS_LOCK:
+        if _BLAS_ONE_THREAD_CALLS == 0:
+            _BLAS_SAVED = [get() for get, _ in libs]
+            for _, put in libs:
+                put(1)
+        _BLAS_ONE_THREAD_CALLS += 1
     try:
         return np.dot(a, b)
     finally:
-        for (_, put), n in zip(libs, before):
-            put(n)
+        with _BLAS_LOCK:
+            _BLAS_ONE_THREAD_CALLS -= 1
+            if _BLAS_ONE_THREAD_CALLS == 0:
+                for (_, put), n in zip(libs, _BLAS_SAVED):
+                    put(n)
 
 
 def matmul_blocked(a, b, block=(64, 128, 128)):

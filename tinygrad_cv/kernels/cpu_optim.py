@@ -22,10 +22,12 @@ import numbers
 import numpy as np
 from numba import njit
 
+from . import numba_cache
+
 __all__ = ["adam_step", "can_fuse"]
 
 
-@njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
+@njit(cache=numba_cache.enabled(), fastmath=False, nogil=True, error_model="numpy")
 def _adam(p, g, m, v, vmax, wd, decay, has_wd, decoupled, amsgrad, maximize,
           beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps):
     for i in range(p.shape[0]):

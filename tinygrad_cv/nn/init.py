@@ -40,6 +40,7 @@ def _generator(generator):
 def _fill(tensor, values):
     with no_grad():
         tensor.data[...] = np.asarray(values).astype(tensor.dtype, copy=False)
+        tensor._bump_version()
     return tensor
 
 

@@ -289,6 +289,7 @@ class Module:
                 p.grad = None
             else:
                 p.grad.data[...] = 0
+                p.grad._bump_version()
 
     def apply(self, fn):
         """Call ``fn(module)`` on every descendant, children before parents (e.g. custom initialisation)."""
@@ -417,6 +418,7 @@ class Module:
                     target.data = array.astype(target.dtype, copy=True)
                 else:
                     target.data[...] = array  # in place: optimisers keep pointing at the same memory
+                target._bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     # --- printing -----------------------------------------------------------------------

@@ -22,10 +22,12 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data=None, requires_grad=True):
+        self._vc = [0]
         if data is None:
             array = np.zeros((0,), dtype=np.float32)
         elif isinstance(data, Tensor):
             array = data.data  # no copy, as torch.nn.Parameter(tensor)
+            self._vc = data._vc  # same memory, so in-place changes through either are seen by both
         else:
             array = _to_array(data)
         self.data = array

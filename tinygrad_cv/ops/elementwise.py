@@ -302,12 +302,13 @@ class ReLU(Function):
     @staticmethod
     def forward(ctx, a):
         y = kernels.backend_for(a).relu_forward(a)
-        ctx.y = y  # the mask (y > 0) is read from the output: no separate mask array
+        ctx.save_for_backward(y)  # the mask (y > 0) is read from the output: no separate mask array
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        return ReLUGrad.apply(grad, ctx.y)
+        (y,) = ctx.saved_tensors  # the node, so an in-place change to y since forward is refused
+        return ReLUGrad.apply(grad, y.data)
 
 
 class ReLUGrad(Function):

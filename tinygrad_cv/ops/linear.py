@@ -22,13 +22,22 @@ from .. import kernels
 from ..autograd import Function, is_grad_enabled
 
 
+def _rows(shape):
+    """How many vectors a (*, K) input holds: the product of its leading dimensions."""
+    n = 1
+    for d in shape[:-1]:
+        n *= d
+    return n
+
+
 class Linear(Function):
     """``y = x @ w.T + b`` for x (*, K), w (N, K), b (N,) or None; all of one float dtype."""
 
     @staticmethod
     def forward(ctx, x, w, b):
         ctx.save_for_backward(x, w)
-        x2 = x.reshape(-1, x.shape[-1])
+        # rows spelled out, not -1: that is ambiguous when a dimension is 0 (Linear(0, n) is legal)
+        x2 = x.reshape(_rows(x.shape), x.shape[-1])
         y = kernels.backend_for(x).matmul(x2, w.T)  # BLAS reads w.T through its transpose flag: no copy
         if b is not None:
             y += b  # y is a fresh array of our own
@@ -40,15 +49,17 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         K, N = w.shape[1], w.shape[0]
         if is_grad_enabled():  # create_graph: build the gradients from differentiable operations
-            g2 = grad.reshape(-1, N)
+            rows = _rows(x.shape)
+            g2 = grad.reshape(rows, N)
             gx = (g2 @ w).reshape(x.shape) if need_x else None
-            gw = g2.mT @ x.reshape(-1, K) if need_w else None
+            gw = g2.mT @ x.reshape(rows, K) if need_w else None
             gb = g2.sum(0) if need_b else None
             return gx, gw, gb
         mm = kernels.backend_for(grad.data).matmul
-        g2 = grad.data.reshape(-1, N)
+        rows = _rows(x.shape)
+        g2 = grad.data.reshape(rows, N)
         wrap = grad._wrap
         gx = wrap(mm(g2, w.data).reshape(x.shape)) if need_x else None
-        gw = wrap(mm(g2.T, x.data.reshape(-1, K))) if need_w else None
+        gw = wrap(mm(g2.T, x.data.reshape(rows, K))) if need_w else None
         gb = wrap(g2.sum(0)) if need_b else None
         return gx, gw, gb

@@ -16,6 +16,8 @@ from ..autograd import Function
 
 
 def _log_softmax(x, axis, exp=False):
+    if x.size == 0:  # an empty batch or a zero-width axis: nothing to normalise (as PyTorch)
+        return x.copy()
     if not isinstance(x, np.ndarray) and axis == x.ndim - 1 and x.ndim >= 1:
         # GPU: one fused launch per row block instead of max, subtract, exp, sum, log, subtract
         from ..cuda.array import from_device_array

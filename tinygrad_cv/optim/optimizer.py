@@ -118,6 +118,7 @@ class Optimizer:
                     p.grad = None
                 else:
                     p.grad.data[...] = 0
+                    p.grad._bump_version()
 
     def step(self, closure=None):
         """Update every parameter that has a gradient. ``closure`` (optional) recomputes and returns the loss."""
@@ -138,6 +139,7 @@ class Optimizer:
                             self.state[p] = state
                     else:
                         self._update(p, p.grad.data, state, group)
+                    p._bump_version()  # a graph that saved p before the step must not backprop through it
         return loss
 
     def _update(self, p, grad, state, group):  # pragma: no cover - abstract
