@@ -19,7 +19,11 @@ aligned.  The one deliberate difference is ``__metadata__``: the reference
 emits its keys in hash-map order (not reproducible), this writer sorts them.
 
 Nothing here uses pickle: a file is only ever interpreted as JSON plus raw
-numbers, so loading an untrusted file cannot run code.
+numbers, so loading an untrusted file cannot run code.  Reading is bounded
+and in order: the length field (at most ``MAX_HEADER_SIZE``), then the
+header, which is checked in full against the file's size, and only then the
+tensor data it describes; every malformed file raises ``SafetensorsError``
+naming the file and the fault.
 
 BF16: NumPy has no bfloat16 dtype.  ``load_file`` refuses BF16 tensors by
 default with a message that says so; ``load_file(path, bf16="float32")``
@@ -32,7 +36,9 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
@@ -52,6 +58,20 @@ __all__ = [
 # The reference refuses headers above this size; doing the same keeps a
 # corrupt length field from making us try to parse a gigabyte of "JSON".
 MAX_HEADER_SIZE = 100_000_000
+
+# NumPy's own limits on an array: dimensions (64 since NumPy 2, 32 before)
+# and elements/bytes (its index type).  A header asking for more is refused
+# here, by name, rather than failing inside NumPy without the file's name.
+_MAX_NDIM = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
+_MAX_INTP = int(np.iinfo(np.intp).max)
+
+# A temporary file of a save that was killed is removed by a later save of
+# the same target once it has been left alone this long, whoever wrote it
+# (see atomic_output) ...
+STALE_TEMP_AFTER_S = 3600
+# ... or already after this long when its name carries the writer's process
+# id and no process with that id is running on this machine.
+DEAD_WRITER_TEMP_AFTER_S = 60
 
 # safetensors dtype name -> little-endian NumPy dtype.
 _NUMPY_DTYPE: dict[str, np.dtype] = {
@@ -88,6 +108,14 @@ class SafetensorsError(ValueError):
     """A file that is not valid safetensors, or data that cannot be saved as such."""
 
 
+class _BF16Refused(SafetensorsError):
+    """A BF16 tensor read with ``bf16="error"``; ``tensor`` names it, so callers can word their own advice."""
+
+    def __init__(self, message: str, tensor: str):
+        super().__init__(message)
+        self.tensor = tensor
+
+
 # --------------------------------------------------------------------------
 # atomic writes
 # --------------------------------------------------------------------------
@@ -107,6 +135,53 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _temp_pattern(base: str) -> re.Pattern:
+    # ".<target>.<pid>-<12 hex>.tmp", and ".<target>.<12 hex>.tmp" as written
+    # before the process id was part of the name.
+    return re.compile(re.escape(f".{base}.") + r"(?:([0-9]{1,10})-)?[0-9a-f]{12}\.tmp")
+
+
+def _process_is_gone(pid: int) -> bool:
+    """True only when no process ``pid`` runs on this machine; False whenever that cannot be told."""
+    # On Windows os.kill(pid, 0) would terminate the process, so no probe there.
+    if os.name != "posix" or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # PermissionError: it exists, as another user's
+        return False
+    return False
+
+
+def _remove_stale_temps(directory: str, base: str) -> None:
+    """Delete temporary files that killed saves of ``base`` left in ``directory`` (see atomic_output)."""
+    pattern = _temp_pattern(base)
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            idle = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        pid = m.group(1)
+        stale = idle >= STALE_TEMP_AFTER_S or (
+            pid is not None and idle >= DEAD_WRITER_TEMP_AFTER_S and _process_is_gone(int(pid))
+        )
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path``; on success rename it onto ``path``.
@@ -120,12 +195,23 @@ def atomic_output(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Bi
 
     The temporary file is created with mode 0o666 filtered by the umask, like
     a plain ``open(path, "wb")`` would, rather than mkstemp's 0o600.
+
+    A process killed mid-write cannot remove its temporary file, so each
+    successful write also removes the leftovers of earlier writes *of the
+    same target*: files named ``.<name>.<pid>-<12 hex digits>.tmp`` (or
+    ``.<name>.<12 hex digits>.tmp``, the pre-PID naming) next to ``path``
+    that are either untouched for ``DEAD_WRITER_TEMP_AFTER_S`` (60 s) with
+    no process ``<pid>`` running on this machine, or untouched for
+    ``STALE_TEMP_AFTER_S`` (an hour) whatever wrote them — the fallback for
+    Windows, where processes are not probed, and for a directory shared
+    with other machines.  A write in progress keeps touching its file, so it
+    is left alone, as is every file not named that way.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     while True:
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(directory, f".{base}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
             break
@@ -144,6 +230,8 @@ def atomic_output(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Bi
         raise
     if fsync:
         _fsync_directory(directory)
+    # Only after the new file is in place: tidying up must never cost a save.
+    _remove_stale_temps(directory, base)
 
 
 # --------------------------------------------------------------------------
@@ -254,26 +342,63 @@ def _is_uint(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
-def _parse_header(buf: bytes | bytearray | memoryview, where: str):
-    """Check the framing and the header; return (metadata, entries, data_start).
+def _short(value) -> str:
+    """``repr(value)``, cut short: a hostile header must not turn an error message into megabytes."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
-    ``entries`` is a list of (name, dtype, shape, begin, end) in file order.
-    """
-    size = len(buf)
-    if size < 8:
-        raise SafetensorsError(f"{where}: file is {size} bytes, shorter than the 8-byte header length field")
-    n = int.from_bytes(bytes(buf[:8]), "little")
+
+def _check_length(n: int, size: int, where: str) -> None:
     if n > MAX_HEADER_SIZE:
         raise SafetensorsError(f"{where}: header length {n} exceeds the {MAX_HEADER_SIZE}-byte limit (corrupt file?)")
     if 8 + n > size:
         raise SafetensorsError(
             f"{where}: header length {n} is larger than the {size - 8} bytes that follow it (file truncated?)"
         )
+
+
+def _parse_header(buf: bytes | bytearray | memoryview, where: str):
+    """Check the framing and the header of a whole file held in memory; return (metadata, entries, data_start)."""
+    size = len(buf)
+    if size < 8:
+        raise SafetensorsError(f"{where}: file is {size} bytes, shorter than the 8-byte header length field")
+    n = int.from_bytes(bytes(buf[:8]), "little")
+    _check_length(n, size, where)
+    return _validate_header(bytes(buf[8:8 + n]), size, where)
+
+
+def _check_shape(shape, dtype: str, name: str, where: str) -> None:
+    if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+        raise SafetensorsError(f"{where}: tensor {name!r} has invalid shape {_short(shape)} (a list of integers >= 0)")
+    if len(shape) > _MAX_NDIM:
+        raise SafetensorsError(f"{where}: tensor {name!r} has {len(shape)} dimensions, more than NumPy's {_MAX_NDIM}")
+    # NumPy refuses an array whose nonzero dimensions multiply past its index
+    # range, even when another dimension is 0 and it would hold nothing.
+    nbytes = _ITEMSIZE[dtype]
+    for d in shape:
+        nbytes *= max(d, 1)
+        if nbytes > _MAX_INTP:
+            raise SafetensorsError(f"{where}: tensor {name!r} has shape {_short(shape)}, too large for an array")
+
+
+def _validate_header(raw: bytes, size: int, where: str):
+    """Parse and check the header bytes ``raw`` of a file of ``size`` bytes; return (metadata, entries, data_start).
+
+    ``entries`` is a list of (name, dtype, shape, begin, end) in file order,
+    ``data_start`` the file offset of the data section.  Everything that the
+    data will be read with is checked here, against ``size``, so the data is
+    only read once the header is known to describe it exactly.
+    """
+    n = len(raw)
     try:
-        text = bytes(buf[8:8 + n]).decode("utf-8")
+        text = raw.decode("utf-8")
         header = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except SafetensorsError as e:
         raise SafetensorsError(f"{where}: {e}") from None
+    except RecursionError:
+        raise SafetensorsError(
+            f"{where}: header JSON is nested too deeply (a safetensors header is 3 levels deep)"
+        ) from None
     except (UnicodeDecodeError, ValueError) as e:
         raise SafetensorsError(f"{where}: header is not valid UTF-8 JSON ({e})") from None
     if not isinstance(header, dict):
@@ -292,13 +417,13 @@ def _parse_header(buf: bytes | bytearray | memoryview, where: str):
         if missing:
             raise SafetensorsError(f"{where}: tensor {name!r} lacks {', '.join(sorted(missing))}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in _ITEMSIZE:
-            hint = " (a valid safetensors dtype, but not supported here)" if dtype in _KNOWN_UNSUPPORTED else ""
-            raise SafetensorsError(f"{where}: tensor {name!r} has unknown dtype {dtype!r}{hint}")
-        if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
-            raise SafetensorsError(f"{where}: tensor {name!r} has invalid shape {shape!r}")
+        if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
+            known = isinstance(dtype, str) and dtype in _KNOWN_UNSUPPORTED
+            hint = " (a valid safetensors dtype, but not supported here)" if known else ""
+            raise SafetensorsError(f"{where}: tensor {name!r} has unknown dtype {_short(dtype)}{hint}")
+        _check_shape(shape, dtype, name, where)
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_uint(o) for o in offsets)):
-            raise SafetensorsError(f"{where}: tensor {name!r} has invalid data_offsets {offsets!r}")
+            raise SafetensorsError(f"{where}: tensor {name!r} has invalid data_offsets {_short(offsets)}")
         begin, end = offsets
         if end < begin:
             raise SafetensorsError(f"{where}: tensor {name!r} has data_offsets [{begin}, {end}] with end before begin")
@@ -346,9 +471,10 @@ def _decode(buf, metadata, entries, data_start, where: str, bf16: str):
         start = data_start + begin
         if dtype == "BF16":
             if bf16 == "error":
-                raise SafetensorsError(
+                raise _BF16Refused(
                     f"{where}: tensor {name!r} is BF16, which NumPy has no dtype for; "
-                    "pass bf16='float32' to widen it (exactly) to float32"
+                    "pass bf16='float32' to widen it (exactly) to float32",
+                    name,
                 )
             raw = np.frombuffer(buf, dtype="<u2", count=math.prod(shape), offset=start)
             arr = (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
@@ -373,22 +499,64 @@ def load(data: bytes | bytearray, *, bf16: str = "error") -> dict[str, np.ndarra
     return _decode(buf, metadata, entries, start, "<bytes>", bf16)
 
 
+def _read_header(f: BinaryIO, size: int, where: str):
+    """Read and check the header of the open file ``f`` of ``size`` bytes, reading nothing past it.
+
+    Returns (the first 8 + N bytes of the file, metadata, entries, data_start).
+    """
+    if size < 8:
+        raise SafetensorsError(f"{where}: file is {size} bytes, shorter than the 8-byte header length field")
+    head = f.read(8)
+    if len(head) != 8:
+        raise SafetensorsError(f"{where}: file ended after {len(head)} bytes, in the header length field")
+    n = int.from_bytes(head, "little")
+    _check_length(n, size, where)  # before reading: the length field decides how much is read
+    raw = f.read(n)
+    if len(raw) != n:
+        raise SafetensorsError(f"{where}: file ended {len(raw)} bytes into its {n}-byte header (truncated while read?)")
+    metadata, entries, data_start = _validate_header(raw, size, where)
+    return head + raw, metadata, entries, data_start
+
+
+def _read_parts(path: str | os.PathLike, *, bf16: str = "error"):
+    """Read a file in order — length, header, data — and return (tensors, metadata, header prefix).
+
+    The header prefix is the file's first 8 + N bytes exactly as stored
+    (for checksums over them).  Memory is bounded by the file: the header
+    by MAX_HEADER_SIZE, the data by the size the checked header describes,
+    which must equal what the file holds.
+    """
+    if bf16 not in ("error", "float32"):
+        raise ValueError(f"bf16 must be 'error' or 'float32', got {bf16!r}")
+    where = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        prefix, metadata, entries, data_start = _read_header(f, size, where)
+        # A bytearray gives writable frombuffer views without a second copy.
+        data = bytearray(size - data_start)
+        view, got = memoryview(data), 0
+        while got < len(data):
+            k = f.readinto(view[got:])
+            if not k:
+                raise SafetensorsError(
+                    f"{where}: file ended {got} bytes into its {len(data)}-byte data section (truncated while read?)"
+                )
+            got += k
+    return _decode(data, metadata, entries, 0, where, bf16), metadata, prefix
+
+
 def read_file(path: str | os.PathLike, *, bf16: str = "error") -> tuple[dict[str, np.ndarray], dict[str, str] | None]:
     """Load a safetensors file; return ``(tensors, metadata)``.
 
     The arrays are writable, native-byte-order NumPy arrays.  ``metadata`` is
     the ``__metadata__`` map, or None when the file has none.  Any structural
     problem raises :class:`SafetensorsError` (a ``ValueError``) naming the
-    file and what is wrong with it.
+    file and what is wrong with it.  The header is read and checked before
+    any tensor data (its length is capped at ``MAX_HEADER_SIZE``), so a
+    corrupt length or header costs no more than the header itself.
     """
-    where = os.fspath(path)
-    with open(path, "rb") as f:
-        # A bytearray gives writable frombuffer views without a second copy.
-        buf = bytearray(os.fstat(f.fileno()).st_size)
-        got = f.readinto(buf)
-    del buf[got:]
-    metadata, entries, start = _parse_header(buf, where)
-    return _decode(buf, metadata, entries, start, where, bf16), metadata
+    tensors, metadata, _ = _read_parts(path, bf16=bf16)
+    return tensors, metadata
 
 
 def load_file(path: str | os.PathLike, *, bf16: str = "error") -> dict[str, np.ndarray]:
@@ -404,26 +572,5 @@ def load_metadata(path: str | os.PathLike) -> dict[str, str] | None:
     """
     where = os.fspath(path)
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(8)
-        if len(head) == 8:
-            n = int.from_bytes(head, "little")
-            if n <= MAX_HEADER_SIZE:
-                head += f.read(n)
-    # _parse_header wants the whole buffer only for its length; a zero-copy
-    # stand-in that reports the real size avoids reading the tensor data.
-    metadata, _, _ = _parse_header(_SizedPrefix(head, size), where)
+        _, metadata, _, _ = _read_header(f, os.fstat(f.fileno()).st_size, where)
     return metadata
-
-
-class _SizedPrefix:
-    """The first bytes of a file, reporting the file's full length."""
-
-    def __init__(self, prefix: bytes, size: int):
-        self._prefix, self._size = prefix, size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, item):
-        return self._prefix[item]
