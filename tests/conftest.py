@@ -62,3 +62,21 @@ def warm_kernels():
         a = cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0), False, True)
         cpu.avg_pool2d_backward(a, x.shape, (2, 2), (2, 2), (0, 0), False, True)
     return cpu
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fail-on-skip",
+        action="store_true",
+        help="fail the run if any test was skipped (CI's cross-check run, where every optional package is installed)",
+    )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not session.config.getoption("--fail-on-skip"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped and session.exitstatus == 0:
+        reporter.write_line(f"--fail-on-skip: {len(skipped)} test(s) skipped", red=True)
+        session.exitstatus = 1

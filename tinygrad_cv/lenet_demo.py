@@ -2,6 +2,7 @@
 
     python demos/train_lenet_mnist.py                     # train with the defaults
     python demos/train_lenet_mnist.py --data DIR --epochs 5
+    python demos/train_lenet_mnist.py --resume            # continue OUT/last.safetensors
     python demos/train_lenet_mnist.py evaluate runs/lenet/last.safetensors
 
 Also installed as the console command ``tinygrad-cv-lenet``. Each epoch shows
@@ -9,13 +10,55 @@ a progress bar (batches/s, running loss), then the train loss and accuracy,
 the test accuracy and the time; a checkpoint (safetensors) is written after
 every epoch, and with matplotlib installed a PNG of the curves and of the
 first layer's learned filters.
+
+Resuming
+--------
+The checkpoint holds, besides the weights, optimiser and schedule, the
+run's configuration and the state of every random generator a training step
+draws from (the data order, the augmentation, the library's global generator
+behind dropout and initialisers). ``--resume`` restores all of it, so a run
+that is killed and resumed ends with the same weights, bit for bit, as one
+that never stopped.
+
+On ``--resume`` an option that is not given takes its saved value. These
+define the run and must not change (one given with another value is refused,
+naming both): ``--variant``, ``--dataset``, ``--optimizer``, ``--lr``,
+``--momentum``, ``--weight-decay``, ``--schedule``, ``--augment``,
+``--batch-size``, ``--limit``, ``--seed``. These may change: ``--epochs``,
+``--data`` (the folder, not the images: the training set must keep its size),
+``--device``, ``--no-plots`` and ``--debug``.
+
+A new ``--epochs`` on resume moves the end of the schedule; the learning rate
+never jumps up at the resume point:
+
+- ``cosine``: the rest of the run follows the cosine over the new total,
+  scaled to start from the current rate: with ``c(t) = 1 + cos(pi t / T)``,
+  ``T`` the new total of steps and ``t0`` the resume step,
+  ``lr(t) = lr(t0) c(t) / c(t0)``, which reaches 0 at the new last epoch. A
+  finished schedule has reached 0 already, so epochs added after it leave the
+  weights unchanged (the demo says so).
+- ``step``: the rate keeps dropping tenfold every third of the *original*
+  number of epochs.
+- ``none``: the rate stays constant.
+
+``--epochs`` below the epochs already trained is refused.
+
+Errors
+------
+A user error (an invalid option, a missing data folder, an output folder that
+cannot be written, an unusable checkpoint, an unavailable device, a
+``--resume`` that does not fit its checkpoint) prints one line
+``tinygrad-cv-lenet: error: ...`` and exits with status 2, before any
+training; ``--debug`` shows the full traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -23,70 +66,131 @@ import numpy as np
 import tinygrad_cv as tg
 import tinygrad_cv.functional as F
 from tinygrad_cv import checkpoint, optim
-from tinygrad_cv.data import MNIST, DataLoader, FashionMNIST
+from tinygrad_cv import random as tg_random
+from tinygrad_cv.cuda import CudaUnavailableError
+from tinygrad_cv.data import MNIST, DataLoader, FashionMNIST, IDXError
 from tinygrad_cv.data import transforms as T
 from tinygrad_cv.models import LeNet5
+
+PROG = "tinygrad-cv-lenet"
 
 # MNIST's training-set statistics of pixel values scaled to [0, 1]
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 
+# Defaults of the options a resumed run inherits from its checkpoint. The parser leaves them None, so that
+# "not given" can be told apart from "given with the default value".
+DEFAULTS = dict(dataset="mnist", epochs=15, batch_size=64, lr=2e-3, optimizer="adam", momentum=0.9,
+                weight_decay=0.0, schedule="cosine", augment="affine", variant="relu", seed=0, limit=None)
+# The options that define a run: saved in its checkpoint and fixed on --resume (see the module docstring).
+FIXED_ON_RESUME = ("variant", "dataset", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment",
+                   "batch_size", "limit", "seed")
 
-class ProgressBar:
-    """A one-line progress bar: redrawn in place on a terminal, printed once per epoch otherwise."""
 
-    def __init__(self, total, prefix="", stream=None, width=28):
-        self.total, self.prefix, self.width = total, prefix, width
-        self.stream = stream or sys.stdout
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.start = time.perf_counter()
-        self.last_draw = 0.0
+class UsageError(Exception):
+    """A command that cannot run as given (not a bug): the CLI reports it in one line and exits with status 2."""
 
-    def line(self, done, info):
-        frac = done / max(self.total, 1)
-        fill = int(self.width * frac)
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        return f"{self.prefix} [{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} {rate:6.1f} batch/s {info}"
 
-    def update(self, done, info=""):
-        now = time.perf_counter()
-        if self.live and (now - self.last_draw > 0.1 or done == self.total):
-            self.stream.write("\r" + self.line(done, info))
-            self.stream.flush()
-            self.last_draw = now
+# --- option parsing ---------------------------------------------------------------------------
+def _integer(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
 
-    def close(self, info=""):
-        self.stream.write(("\r" if self.live else "") + self.line(self.total, info) + "\n")
-        self.stream.flush()
+    return parse
+
+
+def _real(low, high=math.inf, low_open=False, high_open=True):
+    lo, hi = ("(" if low_open else "["), ("]" if not high_open else ")")
+    span = f"{lo}{low:g}, {'inf' if high == math.inf else f'{high:g}'}{hi}"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        # nan fails every comparison, so it is refused here too; inf is never a usable rate or coefficient
+        ok = math.isfinite(value) and (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be in {span}, got {text}")
+        return value
+
+    return parse
+
+
+def _device(text):
+    """'cpu' or 'cuda' (':0' accepted): checked here, so a typo is not mistaken for a dtype further down."""
+    name = text.strip().lower()
+    if name in ("cpu", "cpu:0"):
+        return "cpu"
+    if name in ("cuda", "cuda:0"):
+        return "cuda"
+    if name.startswith("cuda:"):
+        raise argparse.ArgumentTypeError(f"device {text!r}: only one GPU is supported; use cuda (or cuda:0)")
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected cpu or cuda")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="tinygrad-cv-lenet", description="Train LeNet-5 on MNIST with tinygrad_cv.")
+    d = DEFAULTS
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Train LeNet-5 on MNIST with tinygrad_cv.",
+        epilog="--resume restores the exact state of the run (weights, optimiser, schedule, random generators) "
+               "from OUT/last.safetensors; options not given take their saved values. Only --epochs, --data, "
+               "--device, --no-plots and --debug may differ from the saved run. A new --epochs moves the end of "
+               "the schedule without raising the learning rate: cosine continues from the current rate along the "
+               "cosine over the new total, down to 0 at its last epoch (a finished cosine stays at 0); step keeps "
+               "its original decay epochs. User errors print one line and exit with status 2 (--debug: traceback).")
     p.add_argument("mode", nargs="?", default="train", choices=["train", "evaluate"],
                    help="train (default) or evaluate a checkpoint")
     p.add_argument("checkpoint", nargs="?", help="checkpoint to evaluate (evaluate mode)")
     p.add_argument("--data", default=None,
-                   help="data folder (default: $TINYGRAD_CV_DATA, then ~/.cache/tinygrad_cv; downloaded if missing)")
-    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"])
-    p.add_argument("--momentum", type=float, default=0.9, help="for sgd / rmsprop")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "none"])
-    p.add_argument("--augment", default="affine", choices=["none", "shift", "affine", "elastic"],
-                   help="training-set augmentation applied per batch")
-    p.add_argument("--variant", default="relu", choices=["relu", "1998"], help="relu+max-pool, or the 1998 tanh+avg-pool net")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu, or cuda for an NVIDIA GPU (needs the [cuda] extra)")
-    p.add_argument("--out", default="runs/lenet", help="output folder for checkpoints and plots")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training images (quick runs)")
+                   help="data folder, which must exist (default: $TINYGRAD_CV_DATA, then ~/.cache/tinygrad_cv); "
+                        "missing files are downloaded into it")
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help=f"default {d['dataset']}")
+    p.add_argument("--epochs", type=_integer(1),
+                   help=f"total number of epochs, >= 1 (default {d['epochs']}; on --resume, the saved total)")
+    p.add_argument("--batch-size", type=_integer(1), help=f">= 1 (default {d['batch_size']})")
+    p.add_argument("--lr", type=_real(0, low_open=True), help=f"peak learning rate, > 0 (default {d['lr']:g})")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
+                   help=f"default {d['optimizer']}")
+    p.add_argument("--momentum", type=_real(0, 1), help=f"for sgd / rmsprop, in [0, 1) (default {d['momentum']})")
+    p.add_argument("--weight-decay", type=_real(0),
+                   help=f">= 0 (default {d['weight_decay']:g}; adamw uses 1e-2 when it is 0)")
+    p.add_argument("--schedule", choices=["cosine", "step", "none"],
+                   help=f"learning-rate schedule, stepped every batch (default {d['schedule']})")
+    p.add_argument("--augment", choices=["none", "shift", "affine", "elastic"],
+                   help=f"training-set augmentation applied per batch (default {d['augment']})")
+    p.add_argument("--variant", choices=["relu", "1998"],
+                   help=f"relu+max-pool, or the 1998 tanh+avg-pool net (default {d['variant']})")
+    p.add_argument("--seed", type=_integer(0), help=f">= 0 (default {d['seed']})")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="cpu (default), or cuda for an NVIDIA GPU (needs the [cuda] extra)")
+    p.add_argument("--out", default="runs/lenet", help="output folder for checkpoints and plots (default runs/lenet)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors (see below)")
+    p.add_argument("--limit", type=_integer(1), help="use only the first N >= 1 training images (quick runs)")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
     return p
 
 
+def _given(args):
+    """The run options set on the command line (the rest are None until filled in)."""
+    return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+
+
+def _fill(args, values):
+    for k, v in values.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+
+
+# --- building the run -----------------------------------------------------------------------------
 def load_data(args):
     cls = MNIST if args.dataset == "mnist" else FashionMNIST
     train = cls(args.data, train=True)
@@ -128,6 +232,99 @@ def make_scheduler(args, opt, steps_per_epoch):
     if args.schedule == "step":
         return optim.lr_scheduler.StepLR(opt, step_size=max(steps_per_epoch * max(args.epochs // 3, 1), 1), gamma=0.1)
     return None
+
+
+def check_output_folder(out):
+    """Create ``out`` and write (then remove) a probe file in it, so an unusable folder fails before any work."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=out)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(f"output folder {out} cannot be written: {e.strerror or e}") from e
+
+
+def check_data_folder(data):
+    # an explicit folder that does not exist is almost always a typo; downloading into it would hide that
+    if data is not None and not os.path.isdir(os.path.expanduser(data)):
+        what = "is not a folder" if os.path.exists(os.path.expanduser(data)) else "does not exist"
+        raise UsageError(f"data folder {data} {what}")
+
+
+# --- random generators in the checkpoint --------------------------------------------------------
+def rng_states(loader, aug_rng):
+    """The state of every generator a training step draws from (JSON-able: numpy's dicts of plain ints)."""
+    return {"data_order": loader.generator.bit_generator.state,
+            "augment": aug_rng.bit_generator.state,
+            "library": tg_random.default_generator().bit_generator.state}
+
+
+def restore_rng_states(states, loader, aug_rng, where):
+    gens = {"data_order": loader.generator, "augment": aug_rng, "library": tg_random.default_generator()}
+    for name, gen in gens.items():
+        try:
+            gen.bit_generator.state = states[name]
+        except (KeyError, TypeError, ValueError) as e:
+            raise checkpoint.CheckpointError(
+                f"{where}: the saved state of the {name} random generator is unusable ({e})") from e
+
+
+# --- resume ---------------------------------------------------------------------------------------------
+def _option(name):
+    return "--" + name.replace("_", "-")
+
+
+def saved_config(contents, where):
+    """The run configuration stored in a checkpoint's ``extra`` (older demo checkpoints: from its ``args``)."""
+    extra = contents.get("extra") or {}
+    config = extra.get("config")
+    if config is None and isinstance(extra.get("args"), dict):
+        config = {k: extra["args"][k] for k in DEFAULTS if k in extra["args"]}
+    if not isinstance(config, dict) or not all(k in config for k in (*FIXED_ON_RESUME, "epochs")):
+        raise UsageError(f"{where} holds no run configuration (not written by {PROG}); cannot resume from it")
+    return config
+
+
+def reconcile(args, config, where):
+    """Refuse options given with values other than the saved ones; fill the others from ``config``."""
+    given = _given(args)
+    clashes = [k for k in FIXED_ON_RESUME if k in given and given[k] != config[k]]
+    if clashes:
+        saved = " ".join(f"{_option(k)} {config[k]}" for k in clashes)
+        asked = " ".join(f"{_option(k)} {given[k]}" for k in clashes)
+        raise UsageError(f"cannot resume {where}: it was trained with {saved}, this command asks for {asked} "
+                         f"(only --epochs, --data, --device, --no-plots and --debug may change on resume)")
+    _fill(args, {k: config[k] for k in (*FIXED_ON_RESUME, "epochs")})
+
+
+# --- training -------------------------------------------------------------------------------------
+class ProgressBar:
+    """A one-line progress bar: redrawn in place on a terminal, printed once per epoch otherwise."""
+
+    def __init__(self, total, prefix="", stream=None, width=28):
+        self.total, self.prefix, self.width = total, prefix, width
+        self.stream = stream or sys.stdout
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+
+    def line(self, done, info):
+        frac = done / max(self.total, 1)
+        fill = int(self.width * frac)
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        return f"{self.prefix} [{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} {rate:6.1f} batch/s {info}"
+
+    def update(self, done, info=""):
+        now = time.perf_counter()
+        if self.live and (now - self.last_draw > 0.1 or done == self.total):
+            self.stream.write("\r" + self.line(done, info))
+            self.stream.flush()
+            self.last_draw = now
+
+    def close(self, info=""):
+        self.stream.write(("\r" if self.live else "") + self.line(self.total, info) + "\n")
+        self.stream.flush()
 
 
 def evaluate(model, loader, num_classes=10, device="cpu"):
@@ -198,9 +395,13 @@ def save_plots(out, history, model):
 
 def run_evaluate(args):
     if not args.checkpoint:
-        raise SystemExit("evaluate needs a checkpoint path: tinygrad-cv-lenet evaluate runs/lenet/last.safetensors")
+        raise UsageError(f"evaluate needs a checkpoint path: {PROG} evaluate runs/lenet/last.safetensors")
+    if not os.path.isfile(args.checkpoint):
+        raise UsageError(f"no checkpoint file at {args.checkpoint}")
+    check_data_folder(args.data)
     state = checkpoint.load_checkpoint(args.checkpoint)
     meta = state.get("extra") or {}
+    _fill(args, DEFAULTS)
     model = LeNet5(variant=meta.get("variant", args.variant)).to(args.device)
     checkpoint.load_checkpoint(args.checkpoint, model=model)
     args.dataset = meta.get("dataset", args.dataset)
@@ -215,18 +416,32 @@ def run_evaluate(args):
     return 0
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.device != "cpu":
-        tg.zeros(1).to(args.device)  # raises a clear error when the device is unavailable
-    if args.mode == "evaluate":
-        return run_evaluate(args)
+def run_train(args):
+    last = os.path.join(args.out, "last.safetensors")
+    saved = resumed = None
+    if args.resume:
+        if not os.path.isfile(last):
+            raise UsageError(f"--resume: no checkpoint at {last}")
+        resumed = checkpoint.load_checkpoint(last)  # integrity checks only; nothing is loaded yet
+        saved = saved_config(resumed, last)
+        if not isinstance(resumed.get("epoch"), int) or resumed["epoch"] < 1:
+            raise UsageError(f"{last} records no completed epoch ({resumed.get('epoch')!r}); cannot resume from it")
+        reconcile(args, saved, last)
+        if args.epochs < resumed["epoch"]:
+            raise UsageError(f"--epochs {args.epochs} is fewer than the {resumed['epoch']} epochs {last} has "
+                             "already trained")
+    _fill(args, DEFAULTS)
+    check_output_folder(args.out)
+    check_data_folder(args.data)
 
     tg.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     train, test = load_data(args)
     if args.limit:
         train = _Subset(train, args.limit)
+    if saved is not None and saved.get("train_size", len(train)) != len(train):
+        raise UsageError(f"cannot resume {last}: it was trained on {saved['train_size']} images, the training "
+                         f"set here has {len(train)} (a different --data?)")
     norm = normaliser(args)
     aug = augmentation(args, rng)
     train_tf = norm if aug is None else T.Compose([aug, norm])
@@ -236,17 +451,29 @@ def main(argv=None):
     model = LeNet5(variant=args.variant).to(args.device)
     opt = make_optimizer(args, model.parameters())
     scheduler = make_scheduler(args, opt, len(train_loader))
-    os.makedirs(args.out, exist_ok=True)
-    last = os.path.join(args.out, "last.safetensors")
     history, start_epoch = [], 1
-    if args.resume:
-        if not os.path.exists(last):
-            raise SystemExit(f"--resume: no checkpoint at {last}")
+    if resumed is not None:
         state = checkpoint.load_checkpoint(last, model=model, optimizer=opt, scheduler=scheduler)
+        extra = state.get("extra") or {}
         start_epoch = int(state["epoch"]) + 1
-        history = (state.get("extra") or {}).get("history", [])
+        history = extra.get("history", [])
+        if "rng" in extra:
+            restore_rng_states(extra["rng"], train_loader, rng, last)
+        else:
+            print(f"note: {last} has no random-generator state (an older checkpoint); training continues, "
+                  "but not exactly as an uninterrupted run would")
         print(f"resumed from {last} after epoch {start_epoch - 1}")
+        if args.schedule == "cosine" and args.epochs != saved["epochs"]:
+            # The recursion in CosineAnnealingLR.step() multiplies the current rate by c(t)/c(t-1) of its T_max:
+            # a new T_max continues from the current rate along the new cosine, down to 0 at its end.
+            scheduler.T_max = max(args.epochs * len(train_loader), 1)
+            if opt.param_groups[0]["lr"] == 0 and start_epoch <= args.epochs:
+                span = f"epoch {start_epoch}" if start_epoch == args.epochs else f"epochs {start_epoch}-{args.epochs}"
+                print(f"note: the cosine schedule had already decayed to 0 at epoch {start_epoch - 1}, so {span} "
+                      "will leave the weights unchanged")
 
+    config = {k: getattr(args, k) for k in (*FIXED_ON_RESUME, "epochs")}
+    config["train_size"] = len(train)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"LeNet-5 ({args.variant}), {n_params} parameters; {len(train)} training / {len(test)} test images; "
           f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, augment {args.augment}")
@@ -259,7 +486,8 @@ def main(argv=None):
                             seconds=train_time))
         print(f"epoch {epoch:2d}: train loss {train_loss:.4f}  train acc {100 * train_acc:.2f}%  "
               f"test acc {100 * test_acc:.2f}%  ({train_time:.1f} s)")
-        extra = dict(variant=args.variant, dataset=args.dataset, history=history, args=vars(args))
+        extra = dict(variant=args.variant, dataset=args.dataset, history=history, config=config,
+                     rng=rng_states(train_loader, rng), args=vars(args))
         checkpoint.save_checkpoint(last, model=model, optimizer=opt, scheduler=scheduler, epoch=epoch, extra=extra)
     if history and not args.no_plots:
         path = save_plots(args.out, history, model)
@@ -270,6 +498,39 @@ def main(argv=None):
     if history:
         print(f"final test accuracy {100 * history[-1]['test_acc']:.2f}%; checkpoint {last}")
     return 0
+
+
+# What a user can get wrong (options, files, folders, devices), as opposed to bugs, which keep their traceback.
+USER_ERRORS = (UsageError, checkpoint.CheckpointError, IDXError, CudaUnavailableError, OSError)
+
+
+def _one_line(error):
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status, 0.
+
+    Invalid option values end as argparse errors do (usage, one line, ``SystemExit(2)``).
+    Other user errors (see ``USER_ERRORS``) depend on the caller: as the program
+    (``argv`` None: the console command, the demo scripts) they print one line
+    ``tinygrad-cv-lenet: error: ...`` to stderr and exit with status 2, or show the
+    traceback under ``--debug``; called from Python with a list, ``main`` raises them,
+    so the caller can catch the exception it names.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mode == "train" and args.checkpoint:
+        parser.error(f"unexpected argument {args.checkpoint!r}: a checkpoint path is for evaluate mode "
+                     "(to continue training, use --resume)")
+    try:
+        if args.device != "cpu":
+            tg.zeros(1).to(args.device)  # raises a clear error when the device is unavailable
+        return run_evaluate(args) if args.mode == "evaluate" else run_train(args)
+    except USER_ERRORS as e:
+        if argv is not None or args.debug:
+            raise
+        parser.exit(2, f"{parser.prog}: error: {_one_line(e)}\n")
 
 
 class _Subset:
@@ -284,7 +545,6 @@ class _Subset:
     def __getitem__(self, index):
         index = np.arange(self.n)[index]
         return self.dataset[index]
-
 
 
 if __name__ == "__main__":
