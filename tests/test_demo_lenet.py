@@ -56,3 +56,70 @@ def test_demo_writes_plots_when_matplotlib_is_installed(fake_mnist, tmp_path):
 def test_demo_says_what_is_missing_for_cuda(fake_mnist, no_cuda):
     with pytest.raises(RuntimeError, match="device 'cuda' is not available: no GPU in this test"):
         main(["--data", str(fake_mnist), "--device", "cuda"])
+
+
+def test_validation_chooses_the_model_and_the_test_set_is_used_once(fake_mnist, tmp_path, monkeypatch, capsys):
+    """The last tenth of the training images validates every epoch; the test set is evaluated once, at the end."""
+    from tinygrad_cv import lenet_demo
+
+    sizes = []
+    real = lenet_demo.evaluate
+
+    def counting(model, loader, *args, **kwargs):
+        sizes.append(len(loader.dataset))
+        return real(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(lenet_demo, "evaluate", counting)
+    out = tmp_path / "run"
+    assert main(["--data", str(fake_mnist), "--epochs", "3", "--batch-size", "32", "--out", str(out), "--no-plots",
+                 "--augment", "none"]) == 0
+    assert sizes == [25, 25, 25, 100]  # 256 // 10 validation images each epoch, then the 100 test images once
+    history = json.loads((out / "history.json").read_text())
+    assert all("test_acc" not in h and 0 <= h["val_acc"] <= 1 for h in history)
+    results = json.loads((out / "results.json").read_text())
+    best = max(history, key=lambda h: h["val_acc"])  # max keeps the first of equals, as the demo does
+    assert results["epoch"] == best["epoch"] and results["val_acc"] == best["val_acc"]
+    printed = capsys.readouterr().out
+    assert "231 training / 25 validation / 100 test images" in printed
+    assert f"model of epoch {best['epoch']}" in printed
+    # the tested weights are those saved at the chosen epoch
+    from tinygrad_cv import checkpoint
+
+    assert checkpoint.load(str(out / "best.safetensors"))["epoch"] == best["epoch"]
+
+
+def test_val_size_option(fake_mnist, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--data", str(fake_mnist), "--epochs", "1", "--batch-size", "32", "--no-plots", "--augment", "none"]
+    assert main(base + ["--out", str(out), "--val-size", "56"]) == 0
+    assert "200 training / 56 validation" in capsys.readouterr().out
+    assert main(base + ["--out", str(tmp_path / "none"), "--val-size", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "256 training (no validation split)" in printed and "the last epoch; no validation split" in printed
+    from tinygrad_cv.lenet_demo import UsageError
+
+    with pytest.raises(UsageError, match="--val-size 256 leaves no training images"):
+        main(base + ["--out", str(tmp_path / "all"), "--val-size", "256"])
+
+
+def test_ablation_compares_on_validation_without_touching_the_test_set(fake_mnist, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from tinygrad_cv import lenet_demo
+
+    def no_test(*args, **kwargs):
+        raise AssertionError("the ablation must not evaluate the test set")
+
+    monkeypatch.setattr(lenet_demo, "report_test", no_test)
+    path = os.path.join(os.path.dirname(__file__), "..", "demos", "lenet_ablation.py")
+    spec = importlib.util.spec_from_file_location("lenet_ablation", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    out = tmp_path / "ablation"
+    assert ablation.main(["--data", str(fake_mnist), "--epochs", "1", "--seeds", "2", "--limit", "96",
+                          "--out", str(out)]) == 0
+    saved = json.loads((out / "ablation.json").read_text())
+    assert set(saved["val_acc"]) == {"none/none", "none/cosine", "affine/none", "affine/cosine"}
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in saved["val_acc"].values())
+    printed = capsys.readouterr().out
+    assert printed.count("| affine | cosine |") == 1 and "±" in printed

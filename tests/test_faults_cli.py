@@ -126,8 +126,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run_bit_for_bit(fake_mnis
             else:
                 assert other == value, (idx, name)
     assert got["scheduler"] == expected["scheduler"]
-    losses = [(h["epoch"], h["train_loss"], h["test_acc"]) for h in got["extra"]["history"]]
-    assert losses == [(h["epoch"], h["train_loss"], h["test_acc"]) for h in expected["extra"]["history"]]
+    losses = [(h["epoch"], h["train_loss"], h["val_acc"]) for h in got["extra"]["history"]]
+    assert losses == [(h["epoch"], h["train_loss"], h["val_acc"]) for h in expected["extra"]["history"]]
 
 
 # --- finding 2: more epochs on resume continue the schedule downwards -------------------------------------
@@ -221,7 +221,7 @@ def test_resume_refuses_another_architecture_or_optimizer(fake_mnist, tmp_path, 
     state = _weights(out)
     assert state["epoch"] == 3 and [h["epoch"] for h in state["extra"]["history"]] == [1, 2, 3]
     config = state["extra"]["config"]
-    assert (config["variant"], config["limit"], config["train_size"], config["epochs"]) == ("1998", 64, 64, 3)
+    assert (config["variant"], config["limit"], config["train_size"], config["epochs"]) == ("1998", 64, 58, 3)  # 6 of 64 held out
 
     with pytest.raises(UsageError, match=r"--epochs 2 is fewer than the 3 epochs"):
         main(_args(fake_mnist, out, "--epochs", "2", "--resume"))
@@ -293,7 +293,8 @@ def test_read_only_output_folder_fails_before_training(fake_mnist, tmp_path, mon
 def test_output_folder_probe_leaves_nothing_behind(fake_mnist, tmp_path):
     out = tmp_path / "run"
     assert main(_args(fake_mnist, out, "--epochs", "1", "--limit", "32", "--augment", "none")) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["history.json", "last.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.safetensors", "history.json", "last.safetensors",
+                                                     "results.json"]
 
 
 # --- finding 6: numeric options are validated like argparse's own errors ----------------------------------------

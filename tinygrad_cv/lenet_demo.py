@@ -6,10 +6,19 @@
     python demos/train_lenet_mnist.py evaluate runs/lenet/last.safetensors
 
 Also installed as the console command ``tinygrad-cv-lenet``. Each epoch shows
-a progress bar (batches/s, running loss), then the train loss and accuracy,
-the test accuracy and the time; a checkpoint (safetensors) is written after
-every epoch, and with matplotlib installed a PNG of the curves and of the
-first layer's learned filters.
+a progress bar (``tqdm.auto``: batches/s, running loss), then the train loss
+and accuracy, the validation accuracy and the time; a checkpoint
+(safetensors) is written after every epoch, and with matplotlib installed a
+PNG of the curves and of the first layer's learned filters.
+
+Evaluation
+----------
+The last ``--val-size`` images of the training file (default: 5,000 of the
+60,000, a tenth of smaller sets) are held out as a validation set: never
+trained on, evaluated after every epoch. The epoch with the best validation
+accuracy (the first, on ties) is the one chosen; its weights are kept in
+``OUT/best.safetensors``. The test set is evaluated once, at the end, on that
+model only (``OUT/results.json``) — it never takes part in a choice.
 
 Resuming
 --------
@@ -62,6 +71,7 @@ import tempfile
 import time
 
 import numpy as np
+from tqdm.auto import tqdm
 
 import tinygrad_cv as tg
 import tinygrad_cv.functional as F
@@ -81,10 +91,14 @@ FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 # Defaults of the options a resumed run inherits from its checkpoint. The parser leaves them None, so that
 # "not given" can be told apart from "given with the default value".
 DEFAULTS = dict(dataset="mnist", epochs=15, batch_size=64, lr=2e-3, optimizer="adam", momentum=0.9,
-                weight_decay=0.0, schedule="cosine", augment="affine", variant="relu", seed=0, limit=None)
+                weight_decay=0.0, schedule="cosine", augment="affine", variant="relu", seed=0, limit=None,
+                val_size="auto")
 # The options that define a run: saved in its checkpoint and fixed on --resume (see the module docstring).
 FIXED_ON_RESUME = ("variant", "dataset", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment",
-                   "batch_size", "limit", "seed")
+                   "batch_size", "limit", "seed", "val_size")
+# --val-size auto: a validation set the size of MNIST's usual 5,000 held-out images on the full training set,
+# a tenth of smaller ones (1,000 of the 10,000-image subset)
+VAL_FULL, VAL_FULL_FROM, VAL_FRACTION = 5000, 50000, 10
 
 
 class UsageError(Exception):
@@ -122,6 +136,19 @@ def _real(low, high=math.inf, low_open=False, high_open=True):
         return value
 
     return parse
+
+
+def _val_size(text):
+    return "auto" if text == "auto" else _integer(0)(text)
+
+
+def resolve_val_size(val_size, n):
+    """The number of images held out for validation from a training set of ``n`` (``val_size``: int or 'auto')."""
+    if val_size == "auto":
+        val_size = VAL_FULL if n >= VAL_FULL_FROM else n // VAL_FRACTION
+    if val_size >= n:
+        raise UsageError(f"--val-size {val_size} leaves no training images (the training set has {n})")
+    return val_size
 
 
 def _device(text):
@@ -174,7 +201,14 @@ def build_parser():
     p.add_argument("--out", default="runs/lenet", help="output folder for checkpoints and plots (default runs/lenet)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors (see below)")
     p.add_argument("--limit", type=_integer(1), help="use only the first N >= 1 training images (quick runs)")
+    p.add_argument("--val-size", type=_val_size,
+                   help="hold out the last N training images for validation, which chooses the epoch whose model "
+                        f"is tested (default auto: {VAL_FULL} of a training set of {VAL_FULL_FROM} or more, else "
+                        f"1/{VAL_FRACTION} of it; 0: no validation, the last epoch's model is tested)")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-test", action="store_true",
+                   help="do not evaluate the test set at the end (for runs that compare settings on validation "
+                        "accuracy, e.g. demos/lenet_ablation.py: the test set stays unseen)")
     p.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
     return p
 
@@ -281,6 +315,7 @@ def saved_config(contents, where):
     config = extra.get("config")
     if config is None and isinstance(extra.get("args"), dict):
         config = {k: extra["args"][k] for k in DEFAULTS if k in extra["args"]}
+        config.setdefault("val_size", 0)  # older runs trained on every training image
     if not isinstance(config, dict) or not all(k in config for k in (*FIXED_ON_RESUME, "epochs")):
         raise UsageError(f"{where} holds no run configuration (not written by {PROG}); cannot resume from it")
     return config
@@ -299,34 +334,6 @@ def reconcile(args, config, where):
 
 
 # --- training -------------------------------------------------------------------------------------
-class ProgressBar:
-    """A one-line progress bar: redrawn in place on a terminal, printed once per epoch otherwise."""
-
-    def __init__(self, total, prefix="", stream=None, width=28):
-        self.total, self.prefix, self.width = total, prefix, width
-        self.stream = stream or sys.stdout
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.start = time.perf_counter()
-        self.last_draw = 0.0
-
-    def line(self, done, info):
-        frac = done / max(self.total, 1)
-        fill = int(self.width * frac)
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        return f"{self.prefix} [{'#' * fill}{'.' * (self.width - fill)}] {done}/{self.total} {rate:6.1f} batch/s {info}"
-
-    def update(self, done, info=""):
-        now = time.perf_counter()
-        if self.live and (now - self.last_draw > 0.1 or done == self.total):
-            self.stream.write("\r" + self.line(done, info))
-            self.stream.flush()
-            self.last_draw = now
-
-    def close(self, info=""):
-        self.stream.write(("\r" if self.live else "") + self.line(self.total, info) + "\n")
-        self.stream.flush()
-
-
 def evaluate(model, loader, num_classes=10, device="cpu"):
     """Accuracy and confusion matrix (rows: true class, columns: predicted)."""
     model.eval()
@@ -341,9 +348,11 @@ def evaluate(model, loader, num_classes=10, device="cpu"):
 
 def train_epoch(model, loader, opt, scheduler, epoch, epochs, device="cpu"):
     model.train()
-    bar = ProgressBar(len(loader), prefix=f"epoch {epoch}/{epochs}")
+    # tqdm.auto: a text bar in a terminal, a widget in a notebook; on stdout, with the epoch's other lines
+    bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch}/{epochs}", unit="batch", file=sys.stdout,
+               mininterval=0.2, dynamic_ncols=True)
     total_loss, correct, seen, running = 0.0, 0, 0, None
-    for i, (images, labels) in enumerate(loader, 1):
+    for images, labels in bar:
         # the batch is the one host-to-device copy of a step; everything else stays on `device`
         x, y = tg.from_numpy(images).to(device), tg.from_numpy(labels).to(device)
         logits = model(x)
@@ -358,8 +367,8 @@ def train_epoch(model, loader, opt, scheduler, epoch, epochs, device="cpu"):
         total_loss += lv * len(labels)
         correct += int((logits.argmax(1) == y).sum().item())
         seen += len(labels)
-        bar.update(i, f"loss {running:.4f}")
-    bar.close(f"loss {running:.4f}")
+        bar.set_postfix_str(f"loss {running:.4f}", refresh=False)
+    bar.close()
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
@@ -376,7 +385,8 @@ def save_plots(out, history, model):
     axes[0].plot(epochs, [h["train_loss"] for h in history], "o-")
     axes[0].set(title="training loss", xlabel="epoch")
     axes[1].plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train")
-    axes[1].plot(epochs, [100 * h["test_acc"] for h in history], "o-", label="test")
+    if any(h.get("val_acc") is not None for h in history):
+        axes[1].plot(epochs, [100 * h["val_acc"] for h in history], "o-", label="validation")
     axes[1].set(title="accuracy (%)", xlabel="epoch")
     axes[1].legend()
     w = model.features[0].weight.detach().numpy()[:, 0]
@@ -436,9 +446,13 @@ def run_train(args):
 
     tg.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    train, test = load_data(args)
+    full, test = load_data(args)
     if args.limit:
-        train = _Subset(train, args.limit)
+        full = _Subset(full, 0, args.limit)
+    # the validation images are the last ones of the training file: never trained on, never augmented
+    args.val_size = resolve_val_size(args.val_size, len(full))
+    train = _Subset(full, 0, len(full) - args.val_size)
+    val = _Subset(full, len(train), len(full)) if args.val_size else None
     if saved is not None and saved.get("train_size", len(train)) != len(train):
         raise UsageError(f"cannot resume {last}: it was trained on {saved['train_size']} images, the training "
                          f"set here has {len(train)} (a different --data?)")
@@ -446,17 +460,19 @@ def run_train(args):
     aug = augmentation(args, rng)
     train_tf = norm if aug is None else T.Compose([aug, norm])
     train_loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed, transform=train_tf)
-    test_loader = DataLoader(test, batch_size=1000, transform=norm)
+    val_loader = DataLoader(val, batch_size=1000, transform=norm) if val is not None else None
 
     model = LeNet5(variant=args.variant).to(args.device)
     opt = make_optimizer(args, model.parameters())
     scheduler = make_scheduler(args, opt, len(train_loader))
-    history, start_epoch = [], 1
+    best = os.path.join(args.out, "best.safetensors")
+    history, start_epoch, chosen = [], 1, None
     if resumed is not None:
         state = checkpoint.load_checkpoint(last, model=model, optimizer=opt, scheduler=scheduler)
         extra = state.get("extra") or {}
         start_epoch = int(state["epoch"]) + 1
         history = extra.get("history", [])
+        chosen = extra.get("chosen")
         if "rng" in extra:
             restore_rng_states(extra["rng"], train_loader, rng, last)
         else:
@@ -475,18 +491,26 @@ def run_train(args):
     config = {k: getattr(args, k) for k in (*FIXED_ON_RESUME, "epochs")}
     config["train_size"] = len(train)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"LeNet-5 ({args.variant}), {n_params} parameters; {len(train)} training / {len(test)} test images; "
-          f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, augment {args.augment}")
+    held = f" / {len(val)} validation" if val is not None else " (no validation split)"
+    print(f"LeNet-5 ({args.variant}), {n_params} parameters; {len(train)} training{held} / {len(test)} test "
+          f"images; {args.optimizer} lr {args.lr}, batch {args.batch_size}, augment {args.augment}")
     for epoch in range(start_epoch, args.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(model, train_loader, opt, scheduler, epoch, args.epochs, args.device)
         train_time = time.perf_counter() - t0
-        test_acc, _ = evaluate(model, test_loader, device=args.device)
-        history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_acc=test_acc,
+        val_acc = evaluate(model, val_loader, device=args.device)[0] if val_loader is not None else None
+        history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_acc=val_acc,
                             seconds=train_time))
+        shown = f"val acc {100 * val_acc:.2f}%  " if val_acc is not None else ""
         print(f"epoch {epoch:2d}: train loss {train_loss:.4f}  train acc {100 * train_acc:.2f}%  "
-              f"test acc {100 * test_acc:.2f}%  ({train_time:.1f} s)")
-        extra = dict(variant=args.variant, dataset=args.dataset, history=history, config=config,
+              f"{shown}({train_time:.1f} s)")
+        # the model to test is chosen on validation accuracy (the first best epoch); without a
+        # validation split it is the last one
+        if val_acc is None or chosen is None or val_acc > chosen["val_acc"]:
+            chosen = dict(epoch=epoch, val_acc=val_acc)
+            checkpoint.save_checkpoint(best, model=model, epoch=epoch,
+                                       extra=dict(variant=args.variant, dataset=args.dataset, chosen=chosen))
+        extra = dict(variant=args.variant, dataset=args.dataset, history=history, config=config, chosen=chosen,
                      rng=rng_states(train_loader, rng), args=vars(args))
         checkpoint.save_checkpoint(last, model=model, optimizer=opt, scheduler=scheduler, epoch=epoch, extra=extra)
     if history and not args.no_plots:
@@ -495,9 +519,23 @@ def run_train(args):
             print(f"plots: {path}")
     with open(os.path.join(args.out, "history.json"), "w") as f:
         json.dump(history, f, indent=1)
-    if history:
-        print(f"final test accuracy {100 * history[-1]['test_acc']:.2f}%; checkpoint {last}")
+    if chosen is not None and not args.no_test:
+        report_test(args, chosen, best, test)
     return 0
+
+
+def report_test(args, chosen, best, test):
+    """Evaluate the chosen model on the test set — once, at the end of the run — and write results.json."""
+    model = LeNet5(variant=args.variant).to(args.device)
+    checkpoint.load_checkpoint(best, model=model)
+    loader = DataLoader(test, batch_size=1000, transform=normaliser(args))
+    test_acc, _ = evaluate(model, loader, device=args.device)
+    why = (f"best validation accuracy {100 * chosen['val_acc']:.2f}%" if chosen["val_acc"] is not None
+           else "the last epoch; no validation split")
+    print(f"test accuracy {100 * test_acc:.2f}% on {len(test)} images, model of epoch {chosen['epoch']} "
+          f"({why}); checkpoint {best}")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(dict(chosen, test_acc=test_acc), f, indent=1)
 
 
 # What a user can get wrong (options, files, folders, devices), as opposed to bugs, which keep their traceback.
@@ -534,16 +572,17 @@ def main(argv=None):
 
 
 class _Subset:
-    """The first ``n`` samples of a dataset (for quick runs)."""
+    """Samples ``start`` to ``stop`` (exclusive, clipped to the dataset) of a dataset: --limit and the split."""
 
-    def __init__(self, dataset, n):
-        self.dataset, self.n = dataset, min(int(n), len(dataset))
+    def __init__(self, dataset, start, stop):
+        stop = min(int(stop), len(dataset))
+        self.dataset, self.start, self.n = dataset, min(int(start), stop), stop - min(int(start), stop)
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, index):
-        index = np.arange(self.n)[index]
+        index = self.start + np.arange(self.n)[index]
         return self.dataset[index]
 
 
