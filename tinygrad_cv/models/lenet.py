@@ -8,8 +8,14 @@
     flatten -> 400 -> 120 -> 84 -> 10
 
 The default is the modern form (ReLU, max-pooling); ``variant="1998"`` uses
-tanh and average pooling as in the paper (without its sparse C3 connection
-table and RBF output layer, which no modern library keeps either).
+tanh and average pooling, closer to the paper but not its network. The 1998
+LeNet-5 differs in four ways, none of which modern libraries keep: its
+squashing function is the scaled tanh 1.7159·tanh(2a/3); its subsampling
+layers multiply each 2×2 sum by a trainable coefficient and add a trainable
+bias before the squashing; each C3 map is connected to only some of the S2
+maps (a fixed table that breaks symmetry and saves weights); and its outputs
+are Euclidean RBF units comparing the 84-dimensional F6 vector with fixed
+class codes, not a linear layer with softmax.
 """
 from __future__ import annotations
 
