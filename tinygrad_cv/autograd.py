@@ -22,6 +22,7 @@ million nodes needs no recursion.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import threading
@@ -133,7 +134,11 @@ class Node:
     (:meth:`_wrap`) and how to make the gradient ``1`` to start a walk from.
     """
 
-    __slots__ = ("data", "requires_grad", "_ctx", "_out_index", "_grad", "_retains_grad", "__weakref__")
+    # _backward_hooks (a leaf's Tensor.register_hook hooks) is deliberately left unset by
+    # constructors: it is read with a default, and only set when a hook is registered
+    __slots__ = (
+        "data", "requires_grad", "_ctx", "_out_index", "_grad", "_retains_grad", "_backward_hooks", "__weakref__",
+    )
 
     # --- hooks for subclasses -------------------------------------------------
     @classmethod
@@ -238,8 +243,13 @@ class Context:
     # created when a forward stashes something of its own (``ctx.shape = ...``)
     __slots__ = (
         "fn", "inputs", "needs_input_grad", "outputs", "out_meta", "freed", "_to_save", "_saved", "_versions",
-        "__dict__",
+        "_hooks", "__dict__",
     )
+
+    # Outputs that receive no gradient are handed to ``backward`` as zeros unless a
+    # forward calls ``ctx.set_materialize_grads(False)`` (the instance attribute then
+    # shadows this class default, so ordinary contexts pay nothing for the option).
+    _materialize_grads = True
 
     def __init__(self, fn, inputs, needs_input_grad):
         self.fn = fn
@@ -250,6 +260,10 @@ class Context:
         self._to_save = ()
         self._saved = ()
         self._versions = ()
+        # {output index: OrderedDict of Tensor.register_hook hooks}; kept here and not on the
+        # output node, which the context holds only weakly: as in PyTorch, a hook registered
+        # on an intermediate result still fires after the Python object is gone
+        self._hooks = None
 
     @property
     def name(self) -> str:
@@ -257,6 +271,14 @@ class Context:
 
     def __repr__(self):
         return f"<{self.fn.__name__}Backward>"
+
+    def set_materialize_grads(self, value: bool):
+        """Whether outputs that received no gradient reach ``backward`` as zeros (default) or as None.
+
+        Call it from ``forward``. With ``False``, ``backward`` must cope with
+        ``None`` among its gradients (PyTorch's ``ctx.set_materialize_grads``).
+        """
+        self._materialize_grads = bool(value)
 
     def save_for_backward(self, *values):
         """Keep values for ``backward``.
@@ -457,67 +479,269 @@ def _add_values(acc, g):
     return g if acc is None else type(g)._wrap(acc.data + g.data)
 
 
+# ----------------------------------------------------------------------------
+# Tensor hooks (``Tensor.register_hook``)
+# ----------------------------------------------------------------------------
+# A leaf's hooks live on the leaf (``_backward_hooks``, a slot left unset until the first
+# hook: Tensor, Parameter and Scalar constructors need not know about it); a non-leaf's
+# live on the context that produced it (``Context._hooks``). So a hook that refers to its
+# own tensor makes an ordinary cycle, freed with the tensor. This index of the leaves that
+# have hooks is weak; it only lets a walk skip all hook work when it is empty.
+_hooked_leaf_refs = {}  # id(leaf) -> weakref to the leaf, dropped when the leaf dies
+
+
+def _no_hooks():
+    return None
+
+
+class _LeafHookDict(collections.OrderedDict):
+    """A leaf's hooks; belongs to that one object, so a copy or a pickle of the leaf carries none.
+
+    (``copy.deepcopy`` of a Tensor copies its slots; without this the copy
+    would hold hooks that the walk, which knows leaves by identity, never runs.)
+    """
+
+    def __reduce__(self):
+        return _no_hooks, ()
+
+    def __deepcopy__(self, memo):
+        return None
+
+
+def _leaf_hooks_of(node):
+    """``node._backward_hooks``, or None where no hook was ever registered."""
+    return getattr(node, "_backward_hooks", None)
+
+
+def _tensor_hooks(node):
+    """The ordered dict of gradient hooks of ``node`` (created on first use), for a handle to add to."""
+    ctx = node._ctx
+    if ctx is None:
+        hooks = _leaf_hooks_of(node)
+        if hooks is None:
+            hooks = node._backward_hooks = _LeafHookDict()
+        key = id(node)
+        ref = _hooked_leaf_refs.get(key)
+        if ref is None or ref() is not node:
+
+            # the index is bound now: at interpreter exit the module global may already be None
+            def forget(ref, key=key, index=_hooked_leaf_refs):
+                if index.get(key) is ref:
+                    del index[key]
+
+            _hooked_leaf_refs[key] = weakref.ref(node, forget)
+        return hooks
+    if ctx._hooks is None:
+        ctx._hooks = {}
+    hooks = ctx._hooks.get(node._out_index)
+    if hooks is None:
+        hooks = ctx._hooks[node._out_index] = collections.OrderedDict()
+    return hooks
+
+
+def _call_tensor_hooks(hooks, g):
+    """Run ``hooks`` in registration order on gradient ``g``; each may return a replacement."""
+    for hook in tuple(hooks.values()):  # a snapshot: a hook may remove itself (or another) while running
+        new = hook(g)
+        if new is None:
+            continue
+        if not isinstance(new, Node):
+            raise TypeError(
+                f"tensor hook {getattr(hook, '__name__', hook)!r} returned {type(new).__name__}; "
+                f"a hook must return None or a gradient of the same kind as it received ({type(g).__name__})"
+            )
+        old_shape, new_shape = getattr(g, "shape", None), getattr(new, "shape", None)
+        if new_shape != old_shape:
+            raise RuntimeError(
+                f"tensor hook {getattr(hook, '__name__', hook)!r} changed the shape of the gradient "
+                f"from {old_shape} to {new_shape}; a replacement must have the tensor's shape"
+            )
+        old_dtype, new_dtype = getattr(g, "dtype", None), getattr(new, "dtype", None)
+        if new_dtype != old_dtype:
+            raise RuntimeError(
+                f"tensor hook {getattr(hook, '__name__', hook)!r} changed the dtype of the gradient "
+                f"from {old_dtype} to {new_dtype}; cast the replacement back with .to({old_dtype})"
+            )
+        g = new
+    return g
+
+
+def _hooked_leaves(roots, order, capture):
+    """Leaves with live hooks that this walk can reach, and when each is complete.
+
+    A leaf's hooks must see its *whole* gradient, summed over every path, once
+    (PyTorch's AccumulateGrad runs when all its inputs are in). Returns
+    ``({id(leaf): [leaf, None]}, {position in order: [leaf, ...]})``: the leaf
+    is complete once the context at that position, the last one that
+    consumes it, has run (position -1: only a root delivers to it).
+    With ``capture``, only captured leaves count: ``grad`` never reaches the others.
+    """
+    live = {}
+    for key, ref in list(_hooked_leaf_refs.items()):  # a copy: a weakref callback may change the index
+        leaf = ref()
+        if leaf is not None and _leaf_hooks_of(leaf) and (capture is None or ("leaf", key) in capture):
+            live[key] = leaf
+    if not live:
+        return None, None
+    last = {}
+    for node in roots:
+        if node._ctx is None and id(node) in live:
+            last[id(node)] = -1
+    for i, ctx in enumerate(order):
+        for inp, need in zip(ctx.inputs, ctx.needs_input_grad):
+            if need and inp is not None and inp._ctx is None and id(inp) in live:
+                last[id(inp)] = i
+    if not last:
+        return None, None
+    slots, due = {}, {}
+    for key, i in last.items():
+        slots[key] = [live[key], None]
+        due.setdefault(i, []).append(live[key])
+    return slots, due
+
+
+def _needed_contexts(order, capture):
+    """Which contexts ``grad`` visits, and which of those it runs.
+
+    Returns ``(visited, run)``. ``run``: the contexts whose ``backward`` leads
+    to a node ``grad`` was asked about; ``visited`` adds those with a captured
+    output (their hooks fire and the gradient is captured, but their
+    ``backward`` is not needed). As in PyTorch, ``grad`` does no work, and fires
+    no hook, off the paths to the nodes it returns.
+    """
+    run, visited = set(), set()
+    for ctx in reversed(order):  # producers first: a context's input contexts are decided before it
+        for k in range(len(ctx.outputs)):
+            if ("out", id(ctx), k) in capture:
+                visited.add(ctx)
+                break
+        for inp, need in zip(ctx.inputs, ctx.needs_input_grad):
+            if not need or inp is None:
+                continue
+            child = inp._ctx
+            if child is None:
+                if ("leaf", id(inp)) in capture:
+                    run.add(ctx)
+                    break
+            elif child in run or ("out", id(child), inp._out_index) in capture:
+                run.add(ctx)
+                break
+    visited |= run
+    return visited, run
+
+
+# ----------------------------------------------------------------------------
+# The walk
+# ----------------------------------------------------------------------------
 def run_backward(roots, root_grads, retain_graph, create_graph, capture=None):
     """Propagate ``root_grads`` from ``roots`` back through the graph.
 
     Without ``capture``, gradients of leaves that require grad are added into
     their ``.grad``. With ``capture`` (a dict keyed by the nodes wanted, see
     :func:`grad`) they are collected there instead and no ``.grad`` changes.
+
+    Tensor hooks run on the summed gradient of their node before it is used:
+    a non-leaf's just before its producer's ``backward`` (and before
+    ``retain_grad`` stores it), a leaf's once its last consumer has run
+    (before it is added into ``.grad`` or captured).
     """
     pending = {}  # context -> list with one summed gradient per output
     add = _add if create_graph else _add_values
+    order = _topological_order([r._ctx for r in roots if r._ctx is not None])
+    # both None unless some leaf of this graph has hooks: the usual walk pays one dict check
+    leaf_slots, leaf_due = _hooked_leaves(roots, order, capture) if _hooked_leaf_refs else (None, None)
+    visited, needed = _needed_contexts(order, capture) if capture is not None else (None, None)
 
-    def deliver(node, g):
+    def finish_leaf(node, g):
         if capture is not None:
-            key = _capture_key(node)
+            key = ("leaf", id(node))
             if key in capture:
                 capture[key] = add(capture[key], g)
-            if node._ctx is None:
-                return
-        elif node._ctx is None:
-            if node.requires_grad:
-                node._store_grad(g, create_graph)
-            return
+        elif node.requires_grad:
+            node._store_grad(g, create_graph)
+
+    def deliver(node, g):
         ctx = node._ctx
+        if ctx is None:
+            slot = leaf_slots.get(id(node)) if leaf_slots is not None else None
+            if slot is not None:  # hooked: hold the gradient until the leaf is complete
+                slot[1] = add(slot[1], g)
+            else:
+                finish_leaf(node, g)
+            return
+        if visited is not None and ctx not in visited:
+            return  # grad(): no path from here to a node it was asked about
         slot = pending.get(ctx)
         if slot is None:
             slot = pending[ctx] = [None] * len(ctx.outputs)
         slot[node._out_index] = add(slot[node._out_index], g)
 
+    def complete_leaves(position):
+        for leaf in leaf_due.get(position, ()):
+            g = leaf_slots.pop(id(leaf))[1]
+            if g is not None:
+                hooks = _leaf_hooks_of(leaf)
+                if hooks:
+                    g = _call_tensor_hooks(hooks, g)
+                finish_leaf(leaf, g)
+
     with set_grad_enabled(create_graph):
         for node, g in zip(roots, root_grads):
             deliver(node, g)
-        for ctx in _topological_order([r._ctx for r in roots if r._ctx is not None]):
+        if leaf_due is not None:
+            complete_leaves(-1)
+        for position, ctx in enumerate(order):
             grads = pending.pop(ctx, None)
-            if grads is None:
-                continue
-            if ctx.freed:
-                raise RuntimeError(
-                    f"trying to backward through the graph a second time ({ctx.name} was already freed); "
-                    "pass retain_graph=True to the first backward() to walk it again"
-                )
-            if capture is None:
-                for ref, g in zip(ctx.outputs, grads):
-                    out = ref()
-                    if g is not None and out is not None and out._retains_grad:
-                        out._store_grad(g, create_graph)
-            for k, g in enumerate(grads):
-                if g is None and ctx.out_meta[k] is not None:
-                    node_type, meta = ctx.out_meta[k]
-                    grads[k] = node_type._zeros(meta)
-            in_grads = ctx.fn.backward(ctx, *grads)
-            if not isinstance(in_grads, tuple):
-                in_grads = (in_grads,)
-            if len(in_grads) != len(ctx.inputs):
-                raise RuntimeError(
-                    f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(ctx.inputs)} inputs"
-                )
-            for inp, need, g in zip(ctx.inputs, ctx.needs_input_grad, in_grads):
-                if need and g is not None:
-                    inp._check_grad(g, ctx.name)
-                    deliver(inp, g)
-            if not retain_graph:
-                ctx._free()
+            if grads is not None:
+                _run_context(ctx, grads, deliver, add, retain_graph, create_graph, capture, needed)
+            if leaf_due is not None:
+                complete_leaves(position)
+
+
+def _run_context(ctx, grads, deliver, add, retain_graph, create_graph, capture, needed):
+    """One step of the walk: hooks, retained or captured gradients, then ``ctx``'s backward."""
+    runs = needed is None or ctx in needed
+    if ctx.freed and runs:
+        raise RuntimeError(
+            f"trying to backward through the graph a second time ({ctx.name} was already freed); "
+            "pass retain_graph=True to the first backward() to walk it again"
+        )
+    hooks = ctx._hooks
+    if hooks is not None:
+        for k, output_hooks in hooks.items():
+            if output_hooks and grads[k] is not None:
+                grads[k] = _call_tensor_hooks(output_hooks, grads[k])
+    if capture is None:
+        for ref, g in zip(ctx.outputs, grads):
+            out = ref()
+            if g is not None and out is not None and out._retains_grad:
+                out._store_grad(g, create_graph)
+    else:
+        for k, g in enumerate(grads):
+            if g is not None:
+                key = ("out", id(ctx), k)
+                if key in capture:
+                    capture[key] = add(capture[key], g)
+        if not runs:
+            return
+    if ctx._materialize_grads:
+        for k, g in enumerate(grads):
+            if g is None and ctx.out_meta[k] is not None:
+                node_type, meta = ctx.out_meta[k]
+                grads[k] = node_type._zeros(meta)
+    in_grads = ctx.fn.backward(ctx, *grads)
+    if not isinstance(in_grads, tuple):
+        in_grads = (in_grads,)
+    if len(in_grads) != len(ctx.inputs):
+        raise RuntimeError(
+            f"{ctx.name}.backward returned {len(in_grads)} gradients for {len(ctx.inputs)} inputs"
+        )
+    for inp, need, g in zip(ctx.inputs, ctx.needs_input_grad, in_grads):
+        if need and g is not None:
+            inp._check_grad(g, ctx.name)
+            deliver(inp, g)
+    if not retain_graph:
+        ctx._free()
 
 
 def _capture_key(node):

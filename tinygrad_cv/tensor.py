@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 
 from . import random as _random
-from .autograd import Node, is_grad_enabled
+from .autograd import Node, _tensor_hooks, is_grad_enabled
 from .ops import elementwise as E
 from .ops import movement as M
 from .ops import reduce as R
@@ -346,6 +346,29 @@ class Tensor(Node):
             raise RuntimeError("requires_grad can only be turned off on leaf tensors; use detach()")
         self.requires_grad = bool(requires_grad)
         return self
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` whenever the gradient w.r.t. this tensor is computed; returns a handle.
+
+        ``grad`` is the whole gradient of this backward pass (summed over
+        every path). The hook may return None, or a Tensor of the same shape
+        and dtype that replaces the gradient from then on: in ``.grad`` (for
+        a leaf, or with ``retain_grad()``), in what flows further back, and
+        in what ``tinygrad_cv.grad`` returns. Hooks run in registration
+        order, under ``create_graph``'s grad mode (so a hook's arithmetic is
+        differentiable with ``create_graph=True``), and must not modify
+        ``grad`` in place. ``handle.remove()`` unregisters the hook.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if not callable(hook):
+            raise TypeError(f"a hook must be callable, got {type(hook).__name__} {hook!r}")
+        from .nn.hooks import RemovableHandle  # here: tinygrad_cv.nn imports this module
+
+        hooks = _tensor_hooks(self)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     def numpy(self):
         """The data as a NumPy array (shares memory; a GPU tensor is copied to the host).

@@ -16,12 +16,14 @@ optimiser's state refers to by position and a checkpoint relies on.
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
 from ..autograd import no_grad
 from ..tensor import Tensor, _is_cuda, _move, _parse_device
+from .hooks import BackwardHook, RemovableHandle, _hook_name
 from .parameter import Parameter
 
 __all__ = ["Module", "IncompatibleKeys"]
@@ -68,13 +70,157 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        self._init_hooks()
+
+    # Hook registries: handle id -> hook, in call order. They are not state: state_dict
+    # never sees them; copy.deepcopy and pickling carry them along as PyTorch does.
+    _HOOK_DICTS = (
+        "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs",
+        "_forward_hooks_always_called", "_backward_hooks", "_backward_pre_hooks",
+    )
+
+    def _init_hooks(self):
+        for name in self._HOOK_DICTS:
+            if name not in self.__dict__:
+                object.__setattr__(self, name, OrderedDict())
+
+    def __setstate__(self, state):
+        # a module pickled before hooks existed lacks the registries __call__ reads
+        self.__dict__.update(state)
+        self._init_hooks()
 
     # --- the forward pass ---------------------------------------------------------------
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
+        # the training step calls modules thousands of times: without hooks, four dict checks and forward
+        if self._forward_pre_hooks or self._forward_hooks or self._backward_hooks or self._backward_pre_hooks:
+            return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
+
+    def _call_with_hooks(self, args, kwargs):
+        """``__call__`` when hooks are registered: pre-hooks, (backward hook setup), forward, forward hooks."""
+        for hook_id, hook in list(self._forward_pre_hooks.items()):
+            if hook_id in self._forward_pre_hooks_with_kwargs:
+                res = hook(self, args, kwargs)
+                if res is not None:
+                    if not (isinstance(res, tuple) and len(res) == 2):
+                        raise RuntimeError(
+                            f"forward pre-hook {_hook_name(hook)} of {type(self).__name__} was registered with "
+                            f"with_kwargs=True, so it must return None or a tuple (args, kwargs), got {res!r}"
+                        )
+                    args, kwargs = res
+                    args = args if isinstance(args, tuple) else (args,)
+            else:
+                res = hook(self, args)
+                if res is not None:
+                    args = res if isinstance(res, tuple) else (res,)  # a single value stands for a 1-tuple
+        bw_hook = None
+        if self._backward_hooks or self._backward_pre_hooks:
+            # the lists as they are now: hooks removed later still fire for this call's graph (as PyTorch)
+            bw_hook = BackwardHook(self, list(self._backward_hooks.values()), list(self._backward_pre_hooks.values()))
+            args = bw_hook.setup_input_hook(args)
+        called = set()  # always_call hooks that have run, so an exception does not run them twice
+        result = None
+        try:
+            result = self.forward(*args, **kwargs)
+            for hook_id, hook in list(self._forward_hooks.items()):
+                if hook_id in self._forward_hooks_always_called:
+                    called.add(hook_id)
+                if hook_id in self._forward_hooks_with_kwargs:
+                    res = hook(self, args, kwargs, result)
+                else:
+                    res = hook(self, args, result)
+                if res is not None:
+                    result = res
+        except Exception:
+            for hook_id, hook in list(self._forward_hooks.items()):
+                if hook_id not in self._forward_hooks_always_called or hook_id in called:
+                    continue
+                try:
+                    if hook_id in self._forward_hooks_with_kwargs:
+                        hook(self, args, kwargs, result)
+                    else:
+                        hook(self, args, result)
+                except Exception as e:  # the forward's error is the one to report
+                    warnings.warn(
+                        f"forward hook {_hook_name(hook)} (always_call=True) of {type(self).__name__} raised "
+                        f"{type(e).__name__}: {e}; silenced because the forward call had already failed",
+                        stacklevel=2,
+                    )
+            raise
+        if bw_hook is not None:
+            result = bw_hook.setup_output_hook(result)
+        return result
+
+    # --- hooks --------------------------------------------------------------------------
+    def _add_hook(self, registry, hook, prepend, flags=()):
+        """Store ``hook`` in ``registry`` (and its id in each of ``flags``); return its handle."""
+        if not callable(hook):
+            raise TypeError(f"a hook must be callable, got {type(hook).__name__} {hook!r}")
+        handle = RemovableHandle(registry, extra_dict=list(flags))
+        registry[handle.id] = hook
+        for flag in flags:
+            flag[handle.id] = True
+        if prepend:
+            registry.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args)`` before every ``forward``; returns a `RemovableHandle`.
+
+        ``args`` is the tuple of positional arguments. The hook may return None
+        (keep them) or the new arguments: a tuple, or a single value that is
+        taken as a 1-tuple. With ``with_kwargs=True`` it is called as
+        ``hook(module, args, kwargs)`` and may return ``(args, kwargs)``.
+        Hooks run in registration order; ``prepend=True`` puts this one first.
+        """
+        flags = (self._forward_pre_hooks_with_kwargs,) if with_kwargs else ()
+        return self._add_hook(self._forward_pre_hooks, hook, prepend, flags)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """Call ``hook(module, args, output)`` after every ``forward``; returns a `RemovableHandle`.
+
+        A non-None return value replaces the output (later hooks and the caller
+        see the replacement). ``with_kwargs=True``: ``hook(module, args,
+        kwargs, output)``. ``always_call=True``: the hook also runs (with
+        ``output=None``) when ``forward`` raises; the forward's exception is
+        then re-raised. ``prepend=True`` puts this hook before the others.
+        """
+        flags = []
+        if with_kwargs:
+            flags.append(self._forward_hooks_with_kwargs)
+        if always_call:
+            flags.append(self._forward_hooks_always_called)
+        return self._add_hook(self._forward_hooks, hook, prepend, flags)
+
+    def register_full_backward_hook(self, hook, *, prepend=False):
+        """Call ``hook(module, grad_input, grad_output)`` when the gradients w.r.t. a call's inputs are known.
+
+        ``grad_input`` has one entry per positional argument of the call: the
+        gradient w.r.t. it (zeros for a Tensor argument that does not require
+        grad, as in PyTorch), or None for a non-Tensor argument. ``grad_output``
+        has one entry per output (a Tensor
+        output counts as one; None where no gradient arrived). The hook fires
+        once per backward pass through each call of the module — after every
+        path inside the module has been walked — and may return a tuple of the
+        same length to replace ``grad_input`` (what flows on to earlier
+        layers). It must not modify its arguments in place. If no input of a
+        call requires grad, it fires as soon as ``grad_output`` is known, with
+        ``grad_input`` all None, and must return None. Returns a `RemovableHandle`.
+        """
+        return self._add_hook(self._backward_hooks, hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, *, prepend=False):
+        """Call ``hook(module, grad_output)`` when the gradients w.r.t. a call's outputs are known.
+
+        It runs before the gradient enters the module and may return a tuple
+        of the same length to replace ``grad_output`` (for the rest of the
+        backward pass through the module, and for the full backward hooks).
+        Returns a `RemovableHandle`.
+        """
+        return self._add_hook(self._backward_pre_hooks, hook, prepend)
 
     # --- registration -------------------------------------------------------------------
     def _check_init(self):
