@@ -281,7 +281,7 @@ def test_overlapping_one_thread_products_restore_the_blas_thread_count(monkeypat
     Saving and restoring per call (the old code) made the second call save the
     first call's "1" and restore it last, leaving BLAS on one thread for good.
     """
-    from tinygrad_cv.kernels import cpu
+    from tinygrad_cv.kernels.matmul import cpu
 
     count = [4]
     monkeypatch.setattr(cpu, "_blas_libs", lambda: [(lambda: count[0], lambda n: count.__setitem__(0, n))])
@@ -317,7 +317,7 @@ def test_overlapping_one_thread_products_restore_the_blas_thread_count(monkeypat
 
 
 def test_one_thread_products_from_many_threads_leave_blas_as_it_was():
-    from tinygrad_cv.kernels import cpu
+    from tinygrad_cv.kernels.matmul import cpu
 
     libs = cpu._blas_libs()
     before = [get() for get, _ in libs]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cuda as _cuda
+from . import kernels as _kernels
 from .kernels import shapes as _shapes
 from .ops import conv as _conv
 from .ops import movement as M
@@ -78,7 +80,7 @@ def _class_targets(input, target, ignore_index, name):
     c = input.shape[1]
     invalid = (t != ignore_index) & ((t < 0) | (t >= c))
     if invalid.any():  # on the GPU this check is one small device-to-host read
-        host = t.get() if hasattr(t, "get") else t
+        host = _cuda.move(t, "cpu")
         bad = host[(host != ignore_index) & ((host < 0) | (host >= c))]
         raise IndexError(f"{name}: target {int(bad.flat[0])} is out of bounds for {c} classes")
     return input, t.astype(np.int64, copy=False), unbatched
@@ -122,7 +124,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return _soft_cross_entropy(input, target, weight, reduction, label_smoothing)
     input, t, unbatched = _class_targets(input, target, ignore_index, "cross_entropy")
     w = _class_weight(weight, input, "cross_entropy")
-    if input.ndim == 2 and label_smoothing == 0 and isinstance(input.data, np.ndarray) and input.dtype.kind == "f":
+    if input.ndim == 2 and label_smoothing == 0 and input.dtype.kind == "f":
         # the common case as one node whose backward is coef (softmax(x) - y)
         loss = CrossEntropy.apply(input, t, w, ignore_index, reduction)
         return loss.squeeze(0) if unbatched and reduction == "none" else loss
@@ -324,7 +326,9 @@ def dropout(input, p=0.5, training=True, inplace=False):
     The scaling keeps E[output] = input, so nothing has to change at
     evaluation time, where (``training=False``) this is the identity. The mask
     comes from ``tinygrad_cv.random``'s generator: ``manual_seed`` makes it
-    reproducible. The gradient is the same mask times the upstream gradient.
+    reproducible (on the GPU it is drawn on the device from one integer of
+    that generator, so GPU masks differ from CPU masks for the same seed).
+    The gradient is the same mask times the upstream gradient.
     ``inplace`` is accepted for PyTorch compatibility; the result is always a
     new tensor (the engine has no in-place operations).
     """
@@ -334,16 +338,10 @@ def dropout(input, p=0.5, training=True, inplace=False):
         return input
     if p == 1.0:
         return input * 0.0
-    if input.device == "cuda":
-        # the mask is drawn on the GPU; its seed comes from the host generator, so manual_seed still rules
-        from .cuda.array import from_device_array
-        from .kernels.cuda_nn import dropout_mask
-
-        seed = int(_random.default_generator().integers(2**63))
-        return input * Tensor._wrap(from_device_array(dropout_mask(input.shape, p, input._float().dtype, seed)))
-    keep = _random.default_generator().random(input.shape) >= p  # P(keep) = 1 - p
-    scale = np.where(keep, 1.0 / (1.0 - p), 0.0).astype(input.dtype)
-    return input * Tensor._wrap(scale)
+    # the twin draws from the library's generator (so manual_seed rules); the GPU twin's masks differ from the CPU's
+    mask = _kernels.backend_for(input.data).dropout_mask(input.shape, p, input._float().dtype,
+                                                         _random.default_generator())
+    return input * Tensor._wrap(mask)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
@@ -366,6 +364,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     Training mode runs as one fused operation (``ops.nn.BatchNormTrain``)
     whose gradient, through μ and σ² too, is the closed form; the tests check
     it against this same formula written with elementary tensor operations.
+    The batch statistics, forward and backward are the kernel twins'
+    (``kernels/norm/``).
     """
     if input.ndim < 2:
         raise ValueError(f"batch_norm: input must have shape (N, C, *), got {input.shape}")
@@ -373,7 +373,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != (c,):
             raise ValueError(f"batch_norm: {name} has shape {tuple(t.shape)}, expected ({c},) for input {input.shape}")
-    axes = (0,) + tuple(range(2, input.ndim))
     bshape = (1, c) + (1,) * (input.ndim - 2)
     x = input._float()
     # parameters follow the input's dtype, as the output does
@@ -383,18 +382,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         n = input.numel() // c if c else 0
         if n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
-        data = x.data
-        mean = data.mean(axis=axes, keepdims=True)
-        centred = data - mean
-        var = np.mean(centred * centred, axis=axes, keepdims=True)
+        mean, var = _kernels.backend_for(x.data).batch_norm_stats(x.data)  # (C,) each; var is the biased one
         m = float(momentum)
         if running_mean is not None:
             rm = running_mean.data
-            rm[...] = (1 - m) * rm + m * mean.reshape(c)
+            rm[...] = (1 - m) * rm + m * mean
             running_mean._bump_version()
         if running_var is not None:
             rv = running_var.data
-            rv[...] = (1 - m) * rv + m * var.reshape(c) * (n / (n - 1))
+            rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
             running_var._bump_version()
         return _nn_ops.BatchNormTrain.apply(x, weight, bias, mean, var, eps)
     if running_mean is None or running_var is None:

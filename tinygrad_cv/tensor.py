@@ -15,6 +15,8 @@ import numbers
 import numpy as np
 
 from . import random as _random
+from .cuda import is_cuda_array as _is_cuda  # the one "is this a GPU array?" (imports nothing heavy)
+from .cuda import move as _move  # the one place data crosses between host and GPU
 from .autograd import Node, _tensor_hooks, is_grad_enabled
 from .ops import elementwise as E
 from .ops import movement as M
@@ -46,11 +48,6 @@ def set_default_dtype(dtype):
     if dtype.kind != "f":
         raise TypeError(f"default dtype must be a floating point type, got {dtype}")
     _DEFAULT_FLOAT[0] = dtype
-
-
-def _is_cuda(a):
-    """True for GPU arrays (checked without importing the CUDA stack)."""
-    return not isinstance(a, np.ndarray) and getattr(a, "device", None) == "cuda"
 
 
 def _memory_root(a):
@@ -94,17 +91,6 @@ def _parse_device(device):
     if isinstance(device, str) and device.startswith("cuda:"):
         raise ValueError(f"device {device!r}: only one GPU ('cuda' or 'cuda:0') is supported")
     raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
-
-
-def _move(array, device):
-    """``array`` on ``device`` ('cpu' or 'cuda'): the only place data crosses between host and GPU."""
-    if device == "cuda":
-        if _is_cuda(array):
-            return array
-        from .cuda.array import to_device
-
-        return to_device(array)
-    return array.get() if _is_cuda(array) else array
 
 
 def _to_array(data, dtype=None, copy=True):

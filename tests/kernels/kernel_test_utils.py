@@ -6,7 +6,8 @@ import contextlib
 import numpy as np
 from hypothesis import strategies as st
 
-from tinygrad_cv.kernels import cpu, shapes
+from tinygrad_cv.kernels import shapes
+from tinygrad_cv.kernels.conv import cpu as conv_cpu  # the method-choice hook lives with the convolution
 
 DTYPES = [np.float64, np.float32]
 # Relative tolerance against the scale of the summed terms (see assert_close).
@@ -50,12 +51,12 @@ def assert_close(actual, expected, scale, dtype, factor=1.0):
 @contextlib.contextmanager
 def conv_strategy(name):
     """Force the cpu twin's convolution path ("direct" / "gemm" / None = heuristic)."""
-    old = cpu._FORCE_STRATEGY
-    cpu._FORCE_STRATEGY = name
+    old = conv_cpu._FORCE_STRATEGY
+    conv_cpu._FORCE_STRATEGY = name
     try:
         yield
     finally:
-        cpu._FORCE_STRATEGY = old
+        conv_cpu._FORCE_STRATEGY = old
 
 
 @st.composite

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from kernel_test_utils import DTYPES, assert_close, conv_configs, conv_strategy, make_array, vdot
 from tinygrad_cv import kernels
 from tinygrad_cv.kernels import cpu, reference as ref, shapes
+from tinygrad_cv.kernels.conv import cpu_gemm
 
 # compile the Numba kernels once, before the first hypothesis example
 pytestmark = pytest.mark.usefixtures("warm_kernels")
@@ -220,7 +221,7 @@ def test_gemm_path_chunks_over_the_batch(monkeypatch):
     with conv_strategy("gemm"):
         expected = (cpu.conv2d_forward(x, w, None, *args), cpu.conv2d_backward_input(gy, w, x.shape, *args),
                     cpu.conv2d_backward_weight(x, gy, w.shape, *args))
-        monkeypatch.setattr(cpu, "_COL_BUDGET", 36 * 81 * 2)  # two images per chunk
+        monkeypatch.setattr(cpu_gemm, "_COL_BUDGET", 36 * 81 * 2)  # two images per chunk
         got = (cpu.conv2d_forward(x, w, None, *args), cpu.conv2d_backward_input(gy, w, x.shape, *args),
                cpu.conv2d_backward_weight(x, gy, w.shape, *args))
     for a, b in zip(got, expected):

@@ -24,6 +24,7 @@ if not tg_cuda.is_available():  # e.g. a CUDA driver without a usable GPU, and n
 
 from tinygrad_cv.kernels import cpu, reference as ref, shapes  # noqa: E402
 from tinygrad_cv.kernels import cuda as gpu  # noqa: E402
+from tinygrad_cv.kernels.matmul.cuda import TILE  # noqa: E402
 
 DTYPES = [np.float32, np.float64]
 # relative to the same computation on |values| (the rounding-error yardstick)
@@ -301,8 +302,8 @@ def test_avg_pool2d_divisor_rule_examples():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=6)
-@given(m=st.integers(1, 2 * gpu.TILE + 1), k=st.integers(0, 2 * gpu.TILE + 1),
-       n=st.integers(1, 2 * gpu.TILE + 1), seed=st.integers(0, 2**32 - 1))
+@given(m=st.integers(1, 2 * TILE + 1), k=st.integers(0, 2 * TILE + 1),
+       n=st.integers(1, 2 * TILE + 1), seed=st.integers(0, 2**32 - 1))
 def test_matmul_matches_cpu(dtype, m, k, n, seed):
     """Shapes up to two tiles and a bit: full tiles, ragged edges, K = 0."""
     rng = np.random.default_rng(seed)

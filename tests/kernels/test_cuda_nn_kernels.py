@@ -1,4 +1,4 @@
-"""Fused CUDA kernels of ``kernels/cuda_nn.py`` against NumPy float64 (and ``ops/softmax.py``).
+"""Fused CUDA kernels (``kernels/{softmax_loss,dropout,norm}/cuda.py``) against NumPy float64 (and ``ops/softmax.py``).
 
 Runs on Numba's CUDA simulator when there is no GPU (tests/conftest.py), where
 each GPU thread is a Python thread: shapes stay tiny. Row counts above the
@@ -16,7 +16,9 @@ pytestmark = pytest.mark.skipif(not tcuda.is_available(), reason="numba-cuda not
 if tcuda.is_available():
     from numba import cuda
 
-    from tinygrad_cv.kernels import cuda_nn as K
+    from tinygrad_cv.kernels import cuda as K  # the CUDA twin: device arrays in, device arrays out
+    from tinygrad_cv.kernels import cuda_common
+    from tinygrad_cv.kernels.dropout import cuda as dropout_cuda
     from tinygrad_cv.ops.softmax import _log_softmax
 
 DTYPES = [np.float32, np.float64]
@@ -39,7 +41,7 @@ def close(actual, expected, dtype, scale=1.0, **kw):
 @pytest.fixture
 def strided_rows(monkeypatch):
     """Two blocks for all rows/channels: every block handles several (the block-stride loop)."""
-    monkeypatch.setattr(K, "_MAX_ROW_BLOCKS", 2)
+    monkeypatch.setattr(cuda_common, "_MAX_ROW_BLOCKS", 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ def test_nll_argument_errors():
 def test_dropout_mask_values_fraction_and_seeding(monkeypatch):
     # one small launch (2 blocks of 32 threads) drawing ~60 numbers per thread: cheap in the
     # simulator, and it exercises the grid-stride loop and the per-thread generator streams
-    monkeypatch.setattr(K, "grid_1d", lambda n: (2, 32))
+    monkeypatch.setattr(dropout_cuda, "grid_1d", lambda n: (2, 32))
     p, n = 0.3, 4000
     m1 = host(K.dropout_mask((n,), p, np.float32, seed=123))
     assert m1.dtype == np.float32 and m1.shape == (n,)

@@ -1,4 +1,4 @@
-"""Fused CUDA optimizer steps (``kernels/cuda_optim.py``) against the CPU optimizers, flag by flag.
+"""Fused CUDA optimizer steps (``kernels/optim/cuda.py``) against the CPU optimizers, flag by flag.
 
 Each case runs the CPU class (``optim.SGD`` / ``Adam`` / ``AdamW`` on CPU
 tensors) and the kernel side by side for several steps from the same
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(not tcuda.is_available(), reason="numba-cuda not
 if tcuda.is_available():
     from numba import cuda
 
-    from tinygrad_cv.kernels import cuda_optim as O
+    from tinygrad_cv.kernels import cuda as O  # the CUDA twin: device arrays in, device arrays out
+    from tinygrad_cv.kernels.optim import cuda as optim_cuda
 
 DTYPES = [np.float32, np.float64]
 STEPS = 4
@@ -103,7 +104,7 @@ def test_adam_step_matches_cpu_adam(dtype, opts):
 
 def test_steps_cover_every_element_with_a_small_grid(monkeypatch):
     """More elements than threads: the grid-stride loop reaches all of them, any shape (0-d included)."""
-    monkeypatch.setattr(O, "grid_1d", lambda n: (2, 32))
+    monkeypatch.setattr(optim_cuda, "grid_1d", lambda n: (2, 32))
     for shape in [(5, 31), ()]:
         p0, grads = problem(3, shape)
         ref = tg.Tensor(p0, requires_grad=True)

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from kernel_test_utils import DTYPES, assert_close
 from tinygrad_cv import kernels
-from tinygrad_cv.kernels import cpu, reference as ref
+from tinygrad_cv.kernels import reference as ref
+from tinygrad_cv.kernels.matmul import cpu  # matmul_blocked and the BLAS thread switch live with the family
 
 
 def _operand(rng, shape, dtype, transposed):

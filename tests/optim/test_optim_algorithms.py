@@ -129,7 +129,7 @@ def test_invalid_hyper_parameters(make, match):
                          ids=lambda v: v.__name__ if hasattr(v, "__name__") else str(v))
 def test_fused_adam_is_bit_identical_to_the_array_expressions(monkeypatch, cls, options, dtype):
     """The one-pass compiled Adam step and the NumPy formula in adam.py give the same bits."""
-    from tinygrad_cv.kernels import cpu_optim
+    from tinygrad_cv.kernels.optim import cpu as cpu_optim
 
     params, grads = problem(2)
     params = [p.astype(dtype) for p in params]
@@ -143,7 +143,7 @@ def test_fused_adam_is_bit_identical_to_the_array_expressions(monkeypatch, cls, 
 
 
 def test_fused_adam_is_taken_only_for_matching_contiguous_arrays():
-    from tinygrad_cv.kernels import cpu_optim
+    from tinygrad_cv.kernels.optim import cpu as cpu_optim
 
     p = np.zeros((3, 4), np.float32)
     assert cpu_optim.can_fuse(p, np.ones_like(p), np.ones_like(p))

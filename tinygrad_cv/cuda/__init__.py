@@ -14,13 +14,52 @@ suite checks every CUDA kernel on a machine without a GPU.
 ``synchronize()``          wait for every queued kernel (needed before timing on the host)
 ``device_count()``         number of GPUs numba-cuda sees
 ``count_launches()``       context manager counting kernel launches (what fusion saves)
+``is_cuda_array(a)``       THE test for "this array lives on the GPU" (imports nothing)
+``move(a, device)``        the one place data crosses between host and GPU
+
+The array type itself is ``cuda.array.CudaArray``; its own kernels (elementwise,
+reductions, copies, the tiled matrix product) live next to it in this package.
+The operation kernels (convolution, pooling, ...) are in ``tinygrad_cv.kernels``,
+which builds on this package; nothing here imports ``tinygrad_cv.kernels``.
 """
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = ["is_available", "is_simulator", "synchronize", "device_count", "require", "CudaUnavailableError",
-           "count_launches"]
+           "count_launches", "is_cuda_array", "move"]
+
+
+def is_cuda_array(a) -> bool:
+    """True when ``a`` is a ``CudaArray``: the data of a GPU tensor.
+
+    The one predicate for "does this array live on the GPU" (the kernel
+    dispatch, the tensor's ``device``, ``ops``' device moves all ask it).
+    It imports nothing: until ``cuda.array`` has been imported no CudaArray
+    can exist, so the answer is False without loading numba-cuda.
+    """
+    array_module = sys.modules.get(_ARRAY_MODULE)
+    return array_module is not None and type(a) is array_module.CudaArray
+
+
+_ARRAY_MODULE = __name__ + ".array"
+
+
+def move(array, device: str):
+    """``array`` on ``device`` ('cpu' or 'cuda'): the one place data crosses between host and GPU.
+
+    An array already on ``device`` is returned as it is (no copy). Moving to
+    'cuda' needs a usable GPU (or the simulator): see :func:`require`.
+    """
+    if device == "cuda":
+        if is_cuda_array(array):
+            return array
+        require()
+        from .array import to_device
+
+        return to_device(array)
+    return array.get() if is_cuda_array(array) else array
 
 
 class CudaUnavailableError(RuntimeError):

@@ -26,9 +26,11 @@ import numpy as np
 from numba import cuda
 
 from . import elementwise as ew
+from . import is_cuda_array  # noqa: F401  (re-exported: the predicate is defined, import-free, in cuda/__init__.py)
+from . import matmul as mm
 from . import reduction as rd
 
-__all__ = ["CudaArray", "to_device", "empty", "full", "is_cuda_array"]
+__all__ = ["CudaArray", "to_device", "empty", "full", "from_device_array", "scatter_add_along_axis", "is_cuda_array"]
 
 MAXD = ew.MAXD
 
@@ -57,10 +59,6 @@ def _norm_axes(axis, ndim):
             raise np.exceptions.AxisError(f"axis {a} is out of bounds for array of dimension {ndim}")
         out.append(int(a) % max(ndim, 1))
     return tuple(sorted(set(out)))
-
-
-def is_cuda_array(a) -> bool:
-    return type(a) is CudaArray
 
 
 class _Flags:
@@ -650,26 +648,27 @@ def _argreduce(x, largest, axis, keepdims):
 
 
 # ==========================================================================
-# matrix products (the tiled kernel lives with the other kernel twins)
+# matrix products (the tiled kernel: cuda/matmul.py)
 # ==========================================================================
 def _matmul(a, b):
-    from ..kernels import cuda as kc
-
     if not (isinstance(a, CudaArray) and isinstance(b, CudaArray)):
         raise TypeError("matmul on the GPU needs two CUDA arrays")
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"matmul on CUDA arrays needs operands of 2 or more dims, got {a.shape} and {b.shape}")
     if a.dtype != b.dtype or a.dtype.kind != "f":
         raise TypeError(f"matmul on CUDA arrays needs two float32 or two float64 operands, got {a.dtype} and {b.dtype}")
+    if a.shape[-1] != b.shape[-2]:
+        sa, sb = a.shape[-2:], b.shape[-2:]
+        raise ValueError(f"matmul shape mismatch: {sa} @ {sb} (inner dimensions {sa[1]} != {sb[0]})")
     if a.ndim == 2 and b.ndim == 2:
-        return from_device_array(kc.matmul(a.device_array(), b.device_array()))
+        return from_device_array(mm.tiled_matmul(a.device_array(), b.device_array()))
     # batched: one 2-D product per broadcast batch index
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a = a.broadcast_to(batch + a.shape[-2:])
     b = b.broadcast_to(batch + b.shape[-2:])
     out = empty(batch + (a.shape[-2], b.shape[-1]), a.dtype)
     for idx in np.ndindex(*batch):
-        out[idx] = from_device_array(kc.matmul(a[idx].device_array(), b[idx].device_array()))
+        out[idx] = from_device_array(mm.tiled_matmul(a[idx].device_array(), b[idx].device_array()))
     return out
 
 

@@ -1,8 +1,12 @@
-"""Shape arithmetic and argument validation shared by every kernel twin.
+"""Shape arithmetic and argument validation: one definition of "what size comes out" and "what is illegal".
 
 Pure Python, no NumPy arrays: everything here works on shapes and small
-integer tuples, so the reference twin, the Numba twin and the autograd layer
-all agree on one definition of "what size comes out" and "what is illegal".
+integer tuples. The validators are called at the public API
+(``tinygrad_cv.functional``, ``Tensor`` methods) and by the rules of
+``kernels/contract.py`` when a twin is called directly; the twins themselves
+only use the unchecked size formulas at the end of this module
+(:func:`conv_out_hw`, :func:`conv_transpose_out_hw`, :func:`pool_out_hw`),
+because their arguments were checked before the call.
 
 Output-size formulas (per spatial dimension, following PyTorch exactly)::
 
@@ -45,6 +49,9 @@ __all__ = [
     "check_grad_shape",
     "check_conv2d_grad",
     "check_conv_transpose2d_grad",
+    "conv_out_hw",
+    "conv_transpose_out_hw",
+    "pool_out_hw",
 ]
 
 
@@ -363,3 +370,29 @@ def check_conv_transpose2d_grad(gy_shape, w_shape, x_shape, stride, padding, dil
             )
         out_hw = (x_shape[2], x_shape[3])
     return stride, pad4, dilation, out_hw
+
+
+# --------------------------------------------------------------------------
+# The size formulas alone, for arguments that were already validated (the
+# twins' side of the boundary): plain arithmetic, no checks, no messages.
+# --------------------------------------------------------------------------
+
+def conv_out_hw(in_hw, k_hw, stride, pad4, dilation) -> tuple[int, int]:
+    """conv2d's output size ``floor((n + lo + hi - d*(k-1) - 1) / s) + 1``; pad4 is (top, bottom, left, right)."""
+    h = (in_hw[0] + pad4[0] + pad4[1] - dilation[0] * (k_hw[0] - 1) - 1) // stride[0] + 1
+    w = (in_hw[1] + pad4[2] + pad4[3] - dilation[1] * (k_hw[1] - 1) - 1) // stride[1] + 1
+    return h, w
+
+
+def conv_transpose_out_hw(in_hw, k_hw, stride, pad4, output_padding, dilation) -> tuple[int, int]:
+    """conv_transpose2d's output size ``(n - 1)*s - lo - hi + d*(k-1) + output_padding + 1``."""
+    oph, opw = pair(output_padding, "output_padding")
+    h = (in_hw[0] - 1) * stride[0] - pad4[0] - pad4[1] + dilation[0] * (k_hw[0] - 1) + oph + 1
+    w = (in_hw[1] - 1) * stride[1] - pad4[2] - pad4[3] + dilation[1] * (k_hw[1] - 1) + opw + 1
+    return h, w
+
+
+def pool_out_hw(in_hw, kernel_size, stride, padding, dilation, ceil_mode) -> tuple[int, int]:
+    """Pooling's output size (PyTorch's rule, ceil_mode included), for normalised pairs."""
+    return (_pool_out(in_hw[0], kernel_size[0], stride[0], padding[0], dilation[0], bool(ceil_mode)),
+            _pool_out(in_hw[1], kernel_size[1], stride[1], padding[1], dilation[1], bool(ceil_mode)))

@@ -17,17 +17,16 @@ other's adjoints:
 Each backward is written with the other two, so gradients of gradients work.
 For plain first-order backward passes ``Conv2d`` calls the twins'
 ``conv2d_backward``, which returns all three gradients in one call (the CPU
-twin shares its passes over the upstream gradient).
-The arithmetic happens in the kernel twins (``tinygrad_cv.kernels``): the
-readable reference or the Numba CPU version, chosen by
-``kernels.use_backend``.
+twin shares its passes over the upstream gradient), and ``ConvTranspose``
+the ``conv_transpose2d_*`` kernels. The arithmetic happens in the kernel
+twins (``tinygrad_cv/kernels/conv/``): the readable reference, the Numba CPU
+version (chosen by ``kernels.use_backend``) or, for GPU tensors, the CUDA one.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import kernels
 from ..autograd import Function, is_grad_enabled
+from ..kernels import shapes
 from .movement import Pad
 
 
@@ -50,10 +49,18 @@ class Conv2d(Function):
             gw = ConvWeight.apply(x, grad, w.shape, stride, pad4, dilation, groups) if need_w else None
             gb = grad.sum((0, 2, 3)) if need_b else None
             return gx, gw, gb, None, None, None, None
-        # first order: the same three numbers straight from the kernels, in one call
-        # (the CPU twin shares its passes over grad between them)
-        gx, gw, gb = kernels.backend_for(grad.data).conv2d_backward(
-            x.data, grad.data, w.data, stride, pad4, dilation, groups, need_x, need_w, need_b)
+        # first order: the same numbers straight from the kernels. One gradient asked for (frozen
+        # weights, or an input that needs none): its own kernel; more: one call that computes them
+        # together (the CPU twin shares its passes over grad between them)
+        k = kernels.backend_for(grad.data)
+        gx = gw = gb = None
+        if need_x and not (need_w or need_b):
+            gx = k.conv2d_backward_input(grad.data, w.data, x.shape, stride, pad4, dilation, groups)
+        elif need_w and not (need_x or need_b):
+            gw = k.conv2d_backward_weight(x.data, grad.data, w.shape, stride, pad4, dilation, groups)
+        else:
+            gx, gw, gb = k.conv2d_backward(x.data, grad.data, w.data, stride, pad4, dilation, groups,
+                                           need_x, need_w, need_b)
         wrap = grad._wrap
         return (None if gx is None else wrap(gx), None if gw is None else wrap(gw), None if gb is None else wrap(gb),
                 None, None, None, None)
@@ -62,9 +69,10 @@ class Conv2d(Function):
 class ConvTranspose(Function):
     """y = convᵀ(x, w) + b with spatial output size ``out_hw`` (w: (C_in, C_out/groups, KH, KW)).
 
-    When output_padding >= stride (allowed while it is below the dilation),
-    convolving the output back gives a map larger than x: x is then the
-    top-left corner of that map, and is zero-padded to it first.
+    ``out_hw`` picks one of the sizes a strided convolution maps back to the
+    input's (PyTorch's ``output_padding``). When output_padding >= stride
+    (allowed while it is below the dilation), convolving the output back
+    gives a map larger than x: x is then the top-left corner of that map.
     """
 
     @staticmethod
@@ -72,24 +80,33 @@ class ConvTranspose(Function):
         ctx.args = stride, pad4, dilation, groups
         full = _conv_out_hw(out_hw, w.shape[2:], stride, pad4, dilation)
         ctx.extra = (full[0] - x.shape[2], full[1] - x.shape[3])
-        if ctx.extra != (0, 0):
-            x = np.pad(x, ((0, 0), (0, 0), (0, ctx.extra[0]), (0, ctx.extra[1])))
+        natural = shapes.conv_transpose_out_hw(x.shape[2:], w.shape[2:], stride, pad4, 0, dilation)
+        output_padding = (out_hw[0] - natural[0], out_hw[1] - natural[1])
         ctx.save_for_backward(x, w)
-        out_shape = (x.shape[0], w.shape[1] * groups) + tuple(out_hw)
-        y = kernels.backend_for(x).conv2d_backward_input(x, w, out_shape, stride, pad4, dilation, groups)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        return y
+        return kernels.backend_for(x).conv_transpose2d_forward(x, w, b, stride, pad4, output_padding, groups, dilation)
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.saved_tensors  # x as padded in forward (a constant there when it was padded)
+        x, w = ctx.saved_tensors
         stride, pad4, dilation, groups = ctx.args
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         eh, ew = ctx.extra
-        if (eh, ew) != (0, 0) and ctx.inputs[0] is not None:
-            # differentiate through the padding: use the real input, padded with a graph op
-            x = Pad.apply(ctx.inputs[0], ((0, 0), (0, 0), (0, eh), (0, ew)), 0)
+        if not is_grad_enabled():
+            # first order: the transposed convolution's own gradient kernels (the input's is a conv2d
+            # of grad cropped to x, the weight's the correlation with roles swapped)
+            k = kernels.backend_for(grad.data)
+            gx = gw = gb = None
+            if need_x:
+                gx = k.conv_transpose2d_backward_input(grad.data, w.data, stride, pad4, dilation, groups, x.shape)
+            if need_w:
+                gw = k.conv_transpose2d_backward_weight(x.data, grad.data, w.shape, stride, pad4, dilation, groups)
+            wrap = grad._wrap
+            return (None if gx is None else wrap(gx), None if gw is None else wrap(gw),
+                    grad.sum((0, 2, 3)) if need_b else None, None, None, None, None, None)
+        if (eh, ew) != (0, 0):
+            # x is the top-left corner of the map the adjoint needs: pad it with a graph op, so that
+            # gradients of gradients flow through the real input
+            x = Pad.apply(ctx.inputs[0] if ctx.inputs[0] is not None else x, ((0, 0), (0, 0), (0, eh), (0, ew)), 0)
         # convᵀ's adjoint in x is conv itself; in w it is the weight correlation with roles swapped
         gx = None
         if need_x:

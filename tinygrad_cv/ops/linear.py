@@ -13,7 +13,9 @@ upstream gradient g = dL/dy (M, N):
 
     y = x Wᵀ + b          dL/dx = g W          dL/dW = gᵀ x          dL/db = Σ_m g[m, :]
 
-With ``create_graph=True`` the same three formulas are evaluated with
+The products are the kernel twins' ``linear_forward`` / ``linear_backward``
+(``kernels/matmul/``: BLAS on the CPU, the tiled kernel on the GPU). With
+``create_graph=True`` the same three formulas are evaluated with
 differentiable tensor operations, so gradients of gradients stay exact.
 """
 from __future__ import annotations
@@ -38,9 +40,7 @@ class Linear(Function):
         ctx.save_for_backward(x, w)
         # rows spelled out, not -1: that is ambiguous when a dimension is 0 (Linear(0, n) is legal)
         x2 = x.reshape(_rows(x.shape), x.shape[-1])
-        y = kernels.backend_for(x).matmul(x2, w.T)  # BLAS reads w.T through its transpose flag: no copy
-        if b is not None:
-            y += b  # y is a fresh array of our own
+        y = kernels.backend_for(x).linear_forward(x2, w, b)
         return y.reshape(x.shape[:-1] + (w.shape[0],))
 
     @staticmethod
@@ -55,11 +55,9 @@ class Linear(Function):
             gw = g2.mT @ x.reshape(rows, K) if need_w else None
             gb = g2.sum(0) if need_b else None
             return gx, gw, gb
-        mm = kernels.backend_for(grad.data).matmul
         rows = _rows(x.shape)
-        g2 = grad.data.reshape(rows, N)
+        gx, gw, gb = kernels.backend_for(grad.data).linear_backward(
+            grad.data.reshape(rows, N), x.data.reshape(rows, K), w.data, need_x, need_w, need_b)
         wrap = grad._wrap
-        gx = wrap(mm(g2, w.data).reshape(x.shape)) if need_x else None
-        gw = wrap(mm(g2.T, x.data.reshape(rows, K))) if need_w else None
-        gb = wrap(g2.sum(0)) if need_b else None
-        return gx, gw, gb
+        return (None if gx is None else wrap(gx.reshape(x.shape)), None if gw is None else wrap(gw),
+                None if gb is None else wrap(gb))

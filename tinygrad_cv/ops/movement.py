@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import Function
 
 
@@ -72,14 +73,6 @@ class IndexAdd(Function):
         return GetItem.apply(grad, ctx.key), None, None
 
 
-def _along_axis(index, axis):
-    """The full advanced-index tuple that ``take_along_axis(a, index, axis)`` uses."""
-    # np.indices, not np.ogrid: NumPy 2's ogrid returns a tuple, which cannot be assigned to
-    grids = list(np.indices(index.shape, sparse=True))
-    grids[axis] = index
-    return tuple(grids)
-
-
 class Gather(Function):
     """out[..., i, ...] = a[..., index[..., i, ...], ...] along ``axis`` (``torch.gather``)."""
 
@@ -100,13 +93,7 @@ class ScatterAdd(Function):
     @staticmethod
     def forward(ctx, a, axis, index, shape):
         ctx.args = axis, index
-        if getattr(a, "device", "cpu") == "cuda" and not isinstance(a, np.ndarray):
-            from ..cuda.array import scatter_add_along_axis
-
-            return scatter_add_along_axis(a, index, axis, shape)  # atomics on the GPU
-        out = np.zeros(shape, dtype=a.dtype)
-        np.add.at(out, _along_axis(index, axis), a)
-        return out
+        return kernels.backend_for(a).scatter_add_along_axis(a, index, axis, shape)  # np.add.at; atomics on the GPU
 
     @staticmethod
     def backward(ctx, grad):

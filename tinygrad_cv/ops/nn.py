@@ -15,15 +15,15 @@ the paths through μ and σ², which depend on every element of the channel.
 The batch statistics are computed by the caller (``F.batch_norm``, which
 also needs them for the running averages) and passed in as constants:
 correct, because the formula above already accounts for their dependence on
-x. For double backward (``create_graph=True``) the same formula is evaluated
-with differentiable Tensor operations on the saved input, so gradients of
-gradients stay exact; the test suite checks both paths against the
-composite definition.
+x. The arithmetic of both directions is the kernel twins'
+(``kernels/norm/``). For double backward (``create_graph=True``) the same
+formula is evaluated with differentiable Tensor operations on the saved
+input, so gradients of gradients stay exact; the test suite checks both paths
+against the composite definition.
 """
 from __future__ import annotations
 
-import numpy as np
-
+from .. import kernels
 from ..autograd import Function, is_grad_enabled
 
 
@@ -37,32 +37,27 @@ class BatchNormTrain(Function):
     """``y = (x - mean) / sqrt(var + eps) * weight + bias`` with ``mean``/``var`` the batch statistics of ``x``.
 
     ``weight`` and ``bias`` may be None; ``mean`` and ``var`` are plain arrays
-    of shape (1, C, 1, ...) (the biased variance).
+    of shape (C,) (the biased variance).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, mean, var, eps):
-        axes, bshape = _layout(x)
-        inv_std = 1.0 / np.sqrt(var + x.dtype.type(eps))
-        xhat = (x - mean) * inv_std
-        y = xhat if weight is None else xhat * weight.reshape(bshape)
-        if bias is not None:
-            y = y + bias.reshape(bshape)
+        y, xhat, inv_std = kernels.backend_for(x).batch_norm_forward(x, mean, var, weight, bias, eps)
         if weight is None:
             ctx.save_for_backward(x)
         else:
             ctx.save_for_backward(x, weight)
         ctx.xhat, ctx.inv_std, ctx.eps = xhat, inv_std, eps
-        return y.astype(x.dtype, copy=False)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
         saved = ctx.saved_tensors
         x, weight = saved[0], (saved[1] if len(saved) > 1 else None)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        axes, bshape = _layout(grad)
-        n = grad.numel() // grad.shape[1]
         if is_grad_enabled():  # create_graph: build the gradient from differentiable operations
+            axes, bshape = _layout(grad)
+            n = grad.numel() // grad.shape[1]
             mean = x.mean(axes, keepdim=True)
             centred = x - mean
             inv_std = 1 / ((centred * centred).mean(axes, keepdim=True) + ctx.eps).sqrt()
@@ -73,16 +68,8 @@ class BatchNormTrain(Function):
             gweight = (grad * xhat).sum(axes) if need_w else None
             gbias = grad.sum(axes) if need_b else None
             return gx, gweight, gbias, None, None, None
-        g, xhat, inv_std = grad.data, ctx.xhat, ctx.inv_std
+        gx, gweight, gbias = kernels.backend_for(grad.data).batch_norm_backward(
+            grad.data, ctx.xhat, ctx.inv_std, None if weight is None else weight.data, need_x, need_w, need_b)
         wrap = grad._wrap
-        gx = gweight = gbias = None
-        if need_x:
-            gw = g if weight is None else g * weight.data.reshape(bshape)
-            sum_gw = gw.sum(axis=axes, keepdims=True)
-            sum_gw_xhat = (gw * xhat).sum(axis=axes, keepdims=True)
-            gx = wrap(((gw * n - sum_gw - xhat * sum_gw_xhat) * (inv_std / n)).astype(g.dtype, copy=False))
-        if need_w:
-            gweight = wrap((g * xhat).sum(axis=axes).astype(weight.dtype, copy=False))
-        if need_b:
-            gbias = wrap(g.sum(axis=axes))
-        return gx, gweight, gbias, None, None, None
+        return (None if gx is None else wrap(gx), None if gweight is None else wrap(gweight),
+                None if gbias is None else wrap(gbias), None, None, None)

@@ -7,31 +7,52 @@ logits of 1e4 do not overflow.
 Backward (s = softmax(x), g = upstream gradient):
     softmax:      dx = s * (g - sum_j g_j s_j)
     log_softmax:  dx = g - s * sum_j g_j
+
+Along the last axis (the common case: class scores) the arithmetic is the
+kernel twins' (``kernels/softmax_loss/``), on the array seen as rows (M, C);
+along another axis it is the same formula as array expressions. With
+``create_graph`` the backward pass is built from differentiable operations.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function
+from .. import kernels
+from ..autograd import Function, is_grad_enabled
+
+
+def _as_rows(x, axis):
+    """x as rows (M, C) with the softmax axis last, or None when the axis is not the last one."""
+    if x.ndim == 0 or axis != x.ndim - 1:
+        return None
+    return x.reshape(-1, x.shape[-1])
 
 
 def _log_softmax(x, axis, exp=False):
     if x.size == 0:  # an empty batch or a zero-width axis: nothing to normalise (as PyTorch)
         return x.copy()
-    if not isinstance(x, np.ndarray) and axis == x.ndim - 1 and x.ndim >= 1:
-        # GPU: one fused launch per row block instead of max, subtract, exp, sum, log, subtract
-        from ..cuda.array import from_device_array
-        from ..kernels import cuda_nn
-
-        rows = x.reshape(-1, x.shape[-1]).device_array()
-        out = cuda_nn.softmax_forward(rows) if exp else cuda_nn.log_softmax_forward(rows)
-        return from_device_array(out).reshape(x.shape)
+    rows = _as_rows(x, axis)
+    if rows is not None:
+        k = kernels.backend_for(x)
+        out = k.softmax_forward(rows) if exp else k.log_softmax_forward(rows)
+        return out.reshape(x.shape)
     m = np.max(x, axis=axis, keepdims=True)
     if not np.all(np.isfinite(m)):
         m = np.where(np.isfinite(m), m, 0)
     z = x - m
     out = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
     return np.exp(out) if exp else out
+
+
+def _fused_backward(grad, saved, axis, kernel_name):
+    """The backward kernel on rows, or None when it does not apply (another axis, create_graph, empty)."""
+    if is_grad_enabled() or saved.data.size == 0:
+        return None
+    g, s = _as_rows(grad.data, axis), _as_rows(saved.data, axis)
+    if g is None:
+        return None
+    kernel = getattr(kernels.backend_for(g), kernel_name)
+    return grad._wrap(kernel(g, s.astype(g.dtype, copy=False)).reshape(grad.shape))
 
 
 class Softmax(Function):
@@ -45,6 +66,9 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (s,) = ctx.saved_tensors
+        fused = _fused_backward(grad, s, ctx.axis, "softmax_backward")
+        if fused is not None:
+            return fused, None
         return s * (grad - (grad * s).sum(ctx.axis, keepdim=True)), None
 
 
@@ -59,4 +83,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (logp,) = ctx.saved_tensors
+        fused = _fused_backward(grad, logp, ctx.axis, "log_softmax_backward")
+        if fused is not None:
+            return fused, None
         return grad - logp.exp() * grad.sum(ctx.axis, keepdim=True), None

@@ -15,15 +15,13 @@ count t (per parameter):
     θ ← θ - lr / (1 - β₁ᵗ) · m / (√v / √(1 - β₂ᵗ) + ε)
 
 The last line is how PyTorch arranges the bias corrections: ε is added after
-dividing √v by √(1 - β₂ᵗ), not before.
+dividing √v by √(1 - β₂ᵗ), not before. The update of one parameter is the
+kernel twins' ``adam_step`` (``kernels/optim/``: one compiled pass on the
+CPU, one fused launch on the GPU).
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
-from ..kernels import cpu_optim
+from .. import kernels
 from .optimizer import Optimizer, _check
 
 __all__ = ["Adam", "AdamW"]
@@ -54,38 +52,13 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = self._zeros_like(p)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = self._zeros_like(p)
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
         state["step"] += 1
-        t = state["step"]
         vmax = state.get("max_exp_avg_sq")
-        if self._fused_on_gpu(p, grad, state):
-            from ..kernels.cuda_optim import adam_step
-
-            adam_step(p.data.device_array(), grad.device_array(), state["exp_avg"].data.device_array(),
-                      state["exp_avg_sq"].data.device_array(), None if vmax is None else vmax.data.device_array(),
-                      t, lr, beta1, beta2, eps, wd, self._decoupled, group["amsgrad"], group["maximize"])
-            return
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-        if cpu_optim.can_fuse(p.data, grad, m, v, *(() if vmax is None else (vmax.data,))):
-            # one compiled pass, bit-identical to the array expressions below
-            cpu_optim.adam_step(p.data, grad, m, v, None if vmax is None else vmax.data, t, lr, beta1, beta2,
-                                eps, wd, self._decoupled, group["amsgrad"], group["maximize"])
-            return
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            if self._decoupled:
-                p.data *= 1 - lr * wd
-            else:
-                g = g + wd * p.data
-        m *= beta1
-        m += (1 - beta1) * g
-        v *= beta2
-        v += (1 - beta2) * (g * g)
-        if group["amsgrad"]:
-            v = np.maximum(vmax.data, v, out=vmax.data)
-        step_size = lr / (1 - beta1**t)
-        denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + eps
-        p.data -= step_size * (m / denom)
+        kernels.backend_for(p.data).adam_step(
+            p.data, grad, state["exp_avg"].data, state["exp_avg_sq"].data, None if vmax is None else vmax.data,
+            state["step"], group["lr"], beta1, beta2, group["eps"], group["weight_decay"], self._decoupled,
+            group["amsgrad"], group["maximize"])
 
 
 class AdamW(Adam):

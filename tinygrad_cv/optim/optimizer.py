@@ -242,13 +242,5 @@ class Optimizer:
 
     # --- helpers for subclasses ---------------------------------------------------------------
     @staticmethod
-    def _fused_on_gpu(p, grad, state):
-        """True when the update can run as one fused GPU kernel, in place on whole contiguous buffers."""
-        if p.device != "cuda":
-            return False
-        arrays = [p.data, grad] + [v.data for v in state.values() if isinstance(v, Tensor)]
-        return all(a._is_whole_buffer() and a.dtype == p.dtype for a in arrays)
-
-    @staticmethod
     def _zeros_like(p):
         return Tensor._wrap(np.zeros_like(p.data))

@@ -9,10 +9,12 @@ With learning rate γ, momentum μ, dampening τ, weight decay λ, each step doe
         b ← μ b + (1 - τ) g    afterwards
         g ← g + μ b  (Nesterov: look ahead along the velocity)   or   g ← b
     θ ← θ - γ g
+
+The update of one parameter is the kernel twins' ``sgd_step`` (``kernels/optim/``).
 """
 from __future__ import annotations
 
-from ..tensor import Tensor
+from .. import kernels
 from .optimizer import Optimizer, _check
 
 __all__ = ["SGD"]
@@ -36,29 +38,10 @@ class SGD(Optimizer):
                    f"(got momentum={group['momentum']}, dampening={group['dampening']})")
 
     def _update(self, p, grad, state, group):
-        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-        if mu != 0 and "momentum_buffer" not in state and p.device == "cuda":
+        mu = group["momentum"]
+        first = mu != 0 and state.get("momentum_buffer") is None  # the first step starts the buffer at g
+        if first:
             state["momentum_buffer"] = self._zeros_like(p)
-            first = True
-        else:
-            first = False
-        if self._fused_on_gpu(p, grad, state):
-            from ..kernels.cuda_optim import sgd_step
-
-            buf = state.get("momentum_buffer")
-            sgd_step(p.data.device_array(), grad.device_array(), None if buf is None else buf.data.device_array(),
-                     lr, mu, group["dampening"], wd, group["nesterov"], group["maximize"], first)
-            return
-        g = -grad if group["maximize"] else grad
-        if wd != 0:
-            g = g + wd * p.data
-        if mu != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None or first:
-                buf = state["momentum_buffer"] = Tensor._wrap(g.copy())
-            else:
-                b = buf.data
-                b *= mu
-                b += (1 - group["dampening"]) * g
-            g = g + mu * buf.data if group["nesterov"] else buf.data
-        p.data -= lr * g
+        buf = state["momentum_buffer"].data if mu != 0 else None
+        kernels.backend_for(p.data).sgd_step(p.data, grad, buf, group["lr"], mu, group["dampening"],
+                                             group["weight_decay"], group["nesterov"], group["maximize"], first)

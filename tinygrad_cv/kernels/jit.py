@@ -1,0 +1,132 @@
+"""How every CPU kernel is compiled: one set of Numba options, and where compiled code is kept.
+
+Imported by each family's ``cpu.py`` before it defines a kernel, never by
+``import tinygrad_cv`` (Numba loads only when a kernel is first needed).
+
+Options
+-------
+``PAR`` (parallel loops) and ``SEQ`` (sequential helpers) are the defaults.
+fastmath stays off: results must be reproducible and comparable to the
+reference twin to ~1e-10 in float64. ``error_model="numpy"``: a division by
+zero gives inf/NaN as in NumPy instead of raising, so no zero-divisor branch
+keeps a loop from being vectorised (the arguments are validated before any
+kernel runs).
+
+The register-blocked convolution kernels allow two rewrites, and only these:
+``"contract"`` fuses ``a*b + c`` into one FMA instruction (one rounding
+instead of two: a different, not a worse, result; PyTorch's kernels do the
+same), and ``"reassoc"`` (backward-weight only) lets LLVM split each dot
+product over the 16 lanes of a vector register. No ``"nnan"``/``"ninf"``:
+NaN and inf propagate as in the reference. The order of operations is fixed
+by the code and the fixed work split, so repeated runs stay bit-identical.
+
+OpenMP's waiting threads
+------------------------
+Numba's parallel loops run on an OpenMP pool whose workers spin for a while
+after their work ends, waiting for more; a spinning worker steals the core
+that BLAS's next call needs (see ``matmul/cpu.py``). They sleep after
+``GOMP_SPINCOUNT`` spins, set here unless the user chose ``GOMP_SPINCOUNT``
+or ``OMP_WAIT_POLICY``. Waking a sleeping worker costs ~0.1 ms, and a LeNet
+step makes about 17 parallel calls; spinning forever
+(``OMP_WAIT_POLICY=ACTIVE``) would starve any other work. Measured, LeNet-5
+training step with one-thread BLAS (ms per step, min of 3 runs; batch 1 / 64
+/ 256): sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) 4.3 / 8.3 / 22.4;
+``GOMP_SPINCOUNT=20000`` 1.9-3.1 / 5.5-6.0 / 19.3-19.4; 10000 and 50000 within
+the noise of 20000. Before the BLAS change: 4.9 / 10.9 / 30.3 with PASSIVE.
+
+The variables must be in the environment before the OpenMP runtime starts,
+i.e. before the first parallel Numba call in the process - and before
+``import torch``, whose libgomp has the same soname and is then the one Numba
+uses.
+
+Where compiled kernels are kept
+-------------------------------
+``@njit(cache=True)`` writes the compiled machine code next to the source
+(``__pycache__``) or, when that folder is read-only (a system-wide install),
+in the user's cache folder under ``$HOME``. When neither can be written Numba
+refuses at *decoration* time ("no locator available"), so a read-only
+install under a read-only home could not even compute. :func:`cache_enabled`
+is asked once, before the first kernel is decorated, and answers:
+
+1. ``True`` when Numba's own rules find a writable place (or the user set
+   ``NUMBA_CACHE_DIR``);
+2. else ``True`` after pointing Numba at a private folder in the system's
+   temporary directory (``<tmp>/tinygrad_cv-numba-cache-<uid>``);
+3. else ``False``: kernels are compiled afresh in every process (slower
+   start, same results).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
+__all__ = ["cache_enabled", "PAR", "SEQ", "PAR_FMA", "SEQ_DOT", "SEQ_FMA", "LANES"]
+
+_DECISION = []  # [bool] once decided
+
+
+def _probe():  # pragma: no cover - never called, only decorated
+    return 0
+
+
+def _numba_can_cache() -> bool:
+    """Ask Numba itself: decorating with cache=True fails at once when it has no usable folder."""
+    from numba import njit
+
+    try:
+        njit(cache=True)(_probe)
+    except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
+        return False
+    return True
+
+
+def cache_enabled() -> bool:
+    """The ``cache=`` option for every ``@njit`` in this package (decided once per process)."""
+    if _DECISION:
+        return _DECISION[0]
+    ok = _numba_can_cache()
+    if not ok:
+        from numba.core import config
+
+        folder = os.path.join(tempfile.gettempdir(), f"tinygrad_cv-numba-cache-{_uid()}")
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            config.CACHE_DIR = folder
+            ok = _numba_can_cache()
+        except OSError:
+            ok = False
+        if not ok:
+            config.CACHE_DIR = ""
+            warnings.warn(
+                "tinygrad_cv: no writable folder for Numba's kernel cache (the package folder, $HOME and the "
+                "temporary folder are read-only); kernels are compiled afresh in every process. Set "
+                "NUMBA_CACHE_DIR to a writable folder to keep them.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    _DECISION.append(ok)
+    return ok
+
+
+def _uid() -> str:
+    return str(os.getuid()) if hasattr(os, "getuid") else "user"
+
+
+_CACHE = cache_enabled()
+#: every parallel kernel
+PAR = dict(parallel=True, cache=_CACHE, fastmath=False, nogil=True, error_model="numpy")
+#: every sequential helper
+SEQ = dict(cache=_CACHE, fastmath=False, nogil=True, error_model="numpy")
+#: register-blocked convolution loops: a*b + c may be one FMA
+PAR_FMA = dict(PAR, fastmath={"contract"})
+#: the weight gradient's register-held dot products: FMA, and split over vector lanes
+SEQ_DOT = dict(SEQ, fastmath={"contract", "reassoc"})
+SEQ_FMA = dict(SEQ, fastmath={"contract"})
+
+#: vector width (float32 lanes of an AVX-512 register) that the flat stride-1
+#: loops are rounded up to, so no loop ends in a scalar remainder
+LANES = 16

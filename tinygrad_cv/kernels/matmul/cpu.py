@@ -1,0 +1,196 @@
+"""Matrix products, CPU twin: BLAS, on one thread for small products.
+
+``matmul`` is ``np.dot`` (BLAS); ``matmul_blocked`` is the hand-written
+cache-blocked teaching version (3-30x slower than BLAS, see bench), kept out
+of the contract. ``linear_forward`` / ``linear_backward`` are the fully
+connected layer's three products through ``matmul``.
+
+Threads that wait for each other
+--------------------------------
+Two thread pools share the two cores: Numba's OpenMP workers (the other
+kernels) and OpenBLAS's (every ``np.dot``). Each kind of worker spins for a
+while after its work ends, waiting for more, and a spinning worker steals
+the core that the other pool's next call needs: a 0.3 ms GEMM took 8 ms.
+OpenBLAS's workers spin longest (about 0.1 s), and an FC layer's GEMM runs
+in every step, so they fought every Numba kernel of a LeNet step.
+:func:`matmul` therefore runs products below ``_BLAS_ONE_THREAD_WORK``
+multiply-adds on one BLAS thread, switched per call through threadpoolctl
+(~2 us): there are then no BLAS workers to spin. (OpenMP's side of the
+story, ``GOMP_SPINCOUNT``, is in ``kernels/jit.py``.)
+
+Arguments are checked by the caller (``kernels/contract.py``).
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+
+import numpy as np
+from numba import njit, prange
+
+from .. import jit, shapes
+from ..host import FLOATS as _FLOATS
+from ..host import float_c as _float_c
+
+_PAR = jit.PAR
+
+
+def matmul(a, b):
+    """c = a @ b for 2-D a (M, K), b (K, N) via BLAS.
+
+    Plain ``np.dot``: BLAS reads transposed views (``W.T``) through its
+    transpose flags without a copy, and calling it from Python avoids a Numba
+    dispatch on top of an already-tiny FC-layer GEMM.  Products below
+    ``_BLAS_ONE_THREAD_WORK`` multiply-adds run BLAS on one thread (see
+    the module docstring).
+    """
+    a = np.asarray(a)
+    if a.dtype.type not in _FLOATS:
+        raise TypeError(f"a must be float32 or float64, got {a.dtype}")
+    b = np.asarray(b, dtype=a.dtype)
+    if a.shape[0] * b.shape[1] * a.shape[1] < _BLAS_ONE_THREAD_WORK:
+        return _dot_one_thread(a, b)
+    return np.dot(a, b)
+
+
+# Below this many multiply-adds a matrix product runs BLAS on one thread:
+# LeNet's FC layers (12 M at batch 256) take well under a millisecond that way.
+_BLAS_ONE_THREAD_WORK = 1 << 26
+_BLAS_LIBS = None
+# The BLAS thread count is one setting for the whole process, but several Python threads may
+# multiply at once (a training thread beside an evaluation thread). Saving the count and
+# restoring it per call would let two overlapping calls restore each other's "1" for good,
+# so the calls inside a one-thread product are counted: the first to enter saves the count
+# and sets 1, the last to leave restores it.
+_BLAS_LOCK = threading.Lock()
+_BLAS_SAVED = None
+_BLAS_ONE_THREAD_CALLS = 0
+
+
+def _blas_libs():
+    """(get_num_threads, set_num_threads) of each BLAS library NumPy loaded (found once, ~2 ms).
+
+    threadpoolctl finds the libraries; for OpenBLAS the two C functions are
+    then called directly through ctypes (threadpoolctl's own per-call methods
+    do bookkeeping that allocates on every call, and matmul runs in every
+    training step).
+    """
+    global _BLAS_LIBS
+    if _BLAS_LIBS is not None:
+        return _BLAS_LIBS
+    with _BLAS_LOCK:
+        if _BLAS_LIBS is not None:  # another thread found them meanwhile
+            return _BLAS_LIBS
+        from threadpoolctl import ThreadpoolController
+
+        found = []
+        for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+            pair = None
+            if lib.internal_api == "openblas":
+                for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_", "_64")):
+                    get = getattr(lib.dynlib, f"{prefix}openblas_get_num_threads{suffix}", None)
+                    put = getattr(lib.dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                    if get is not None and put is not None:
+                        pair = (get, put)
+                        break
+            found.append(pair or (lib.get_num_threads, lib.set_num_threads))
+        _BLAS_LIBS = found
+    return _BLAS_LIBS
+
+
+def _dot_one_thread(a, b):
+    """np.dot with BLAS limited to one thread for this call (about 2 us to switch and back).
+
+    Thread-safe: overlapping calls from several threads share one switch (see
+    ``_BLAS_LOCK``), and the count in force before the first of them is restored
+    after the last.
+    """
+    global _BLAS_SAVED, _BLAS_ONE_THREAD_CALLS
+    libs = _blas_libs()
+    with _BLAS_LOCK:
+        if _BLAS_ONE_THREAD_CALLS == 0:
+            _BLAS_SAVED = [get() for get, _ in libs]
+            for _, put in libs:
+                put(1)
+        _BLAS_ONE_THREAD_CALLS += 1
+    try:
+        return np.dot(a, b)
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_ONE_THREAD_CALLS -= 1
+            if _BLAS_ONE_THREAD_CALLS == 0:
+                for (_, put), n in zip(libs, _BLAS_SAVED):
+                    put(n)
+
+
+def matmul_blocked(a, b, block=(64, 128, 128)):
+    """c = a @ b with the hand-written cache-blocked parallel kernel (teaching version).
+
+    ``block`` = (rows, columns, k-panel) of a tile. Not a contract function
+    (the library calls BLAS), so it checks its own arguments.
+    """
+    a = _float_c(a, "a")
+    b = _float_c(b, "b", a.dtype)
+    M, N = shapes.check_matmul(a.shape, b.shape)
+    c = np.empty((M, N), dtype=a.dtype)
+    MB, NB, KB = block
+    _matmul_blocked(a, b, c, MB, NB, KB)
+    return c
+
+
+def linear_forward(x, w, b):
+    """y = x @ w.T + b for x (M, K), w (N, K), b (N,) or None (see ``reference.linear_forward``).
+
+    BLAS reads ``w.T`` through its transpose flag: no copy.
+    """
+    y = matmul(x, w.T)
+    if b is not None:
+        y += b  # y is a fresh array of our own
+    return y
+
+
+def linear_backward(grad, x, w, need_input=True, need_weight=True, need_bias=True):
+    """(g @ w, g.T @ x, g.sum(0)) for g (M, N), each None unless asked for."""
+    gx = matmul(grad, w) if need_input else None
+    gw = matmul(grad.T, x) if need_weight else None
+    gb = grad.sum(0) if need_bias else None
+    return gx, gw, gb
+
+
+# ==========================================================================
+# The teaching kernel
+# ==========================================================================
+
+@njit(**_PAR)
+def _matmul_blocked(a, b, c, MB, NB, KB):
+    """c = a @ b, tiled: each work item owns one (MB x NB) tile of c.
+
+    Within a tile, k is walked in KB-sized panels so the panel of b
+    (KB x NB) stays in L1/L2 while every row of the a-panel is applied to it;
+    the innermost loop is an axpy over a row of the tile (unit stride,
+    vectorised).  No two tiles share output elements, so there are no races,
+    and each c[i, j] is summed over k in order, so the result is
+    deterministic.
+    """
+    M, K = a.shape
+    N = b.shape[1]
+    nti = (M + MB - 1) // MB
+    ntj = (N + NB - 1) // NB
+    for t in prange(nti * ntj):
+        ti = t // ntj
+        tj = t - ti * ntj
+        i0 = ti * MB
+        i1 = min(M, i0 + MB)
+        j0 = tj * NB
+        j1 = min(N, j0 + NB)
+        for i in range(i0, i1):
+            c[i, j0:j1] = 0
+        for k0 in range(0, K, KB):
+            k1 = min(K, k0 + KB)
+            for i in range(i0, i1):
+                crow = c[i, j0:j1]
+                for k in range(k0, k1):
+                    aik = a[i, k]
+                    brow = b[k, j0:j1]
+                    for j in range(j1 - j0):
+                        crow[j] += aik * brow[j]
