@@ -90,9 +90,13 @@ def parse_args(argv):
 
 
 # --- data and training -----------------------------------------------------------------------------------
-def load_data(args):
+def check_data_folder(args):
     if args.data is not None and not os.path.isdir(os.path.expanduser(args.data)):
         raise UsageError(f"data folder {args.data} does not exist")
+
+
+def load_data(args):
+    check_data_folder(args)
     train, test = MNIST(args.data, train=True), MNIST(args.data, train=False)
     n = len(train) if args.limit is None else min(args.limit, len(train))
     order = np.random.default_rng(args.seed).permutation(n)
@@ -389,10 +393,11 @@ def separability_table(sep, n):
 
 # --- main ------------------------------------------------------------------------------------------------
 def run(args):
+    check_data_folder(args)  # the option mistakes first, then what the machine lacks
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("this demo draws figures: it needs matplotlib (pip install 'tinygrad_cv[plots]')") from None
+        raise UsageError("this demo draws figures: it needs matplotlib (pip install 'tinygrad_cv[viz]')") from None
     os.makedirs(args.out, exist_ok=True)
     t_start = time.perf_counter()
     train_set, val, (x_test, y_test) = load_data(args)
