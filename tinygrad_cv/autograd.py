@@ -38,6 +38,7 @@ __all__ = [
     "is_grad_enabled",
     "backward",
     "grad",
+    "once_differentiable",
 ]
 
 
@@ -437,6 +438,88 @@ class Function:
                     o._out_index = k
             ctx._resolve_saved(raw, result, outputs, node_type)
         return outputs
+
+
+# ----------------------------------------------------------------------------
+# once_differentiable
+# ----------------------------------------------------------------------------
+def once_differentiable(fn=None, *, fallback=None):
+    """Mark a Function's ``backward`` as first-order only (PyTorch's ``once_differentiable``).
+
+    The decorated backward runs with graph recording off: it may compute on
+    raw values (``grad.data``, ``x.data``) and return raw arrays or floats,
+    which are wrapped as nodes of the gradient's kind. A first-order walk
+    (``backward()``, ``grad()``) records nothing anyway, so it simply runs it.
+
+    When a graph *is* being recorded (``create_graph=True``):
+
+    * without ``fallback``, it refuses with a RuntimeError if any input of
+      the Function or any incoming gradient requires grad: its result could
+      not be differentiated again;
+    * with ``fallback`` (the composite backward, written with differentiable
+      operations), the engine runs that instead, so gradients of gradients
+      work. The fused operations declare their fast kernel path this way::
+
+          class Linear(Function):
+              @staticmethod
+              def composite_backward(ctx, grad):      # differentiable operations
+                  ...
+
+              @staticmethod
+              @once_differentiable(fallback=composite_backward)
+              def backward(ctx, grad):                # the kernels, on raw values
+                  ...
+
+    Usable bare (``@once_differentiable``) or called (``@once_differentiable()``).
+    The undecorated function is kept as ``.first_order``, the fallback as ``.fallback``.
+    """
+    if isinstance(fallback, staticmethod):  # referenced inside the class body
+        fallback = fallback.__func__
+    if fn is None:
+        return lambda f: once_differentiable(f, fallback=fallback)
+    if isinstance(fn, staticmethod):
+        fn = fn.__func__
+
+    def backward(ctx, *grads):
+        if _grad_mode.enabled:  # create_graph: a graph of the backward pass is wanted
+            if fallback is not None:
+                return fallback(ctx, *grads)
+            if any(isinstance(n, Node) and n.requires_grad for n in (*grads, *ctx.inputs)):
+                name = getattr(ctx, "name", fn.__qualname__)
+                raise RuntimeError(
+                    f"{name}.backward is decorated with @once_differentiable: it cannot be differentiated "
+                    "again, so it cannot run with create_graph=True. Use create_graph=False, or give it a "
+                    "differentiable composite with @once_differentiable(fallback=...)"
+                )
+            with set_grad_enabled(False):
+                result = fn(ctx, *grads)
+        else:
+            result = fn(ctx, *grads)
+        return _wrap_grads(result, grads)
+
+    backward.__name__ = getattr(fn, "__name__", "backward")
+    backward.__qualname__ = getattr(fn, "__qualname__", backward.__name__)
+    backward.__doc__ = fn.__doc__
+    backward.__module__ = getattr(fn, "__module__", __name__)
+    backward.__wrapped__ = fn
+    backward.first_order = fn
+    backward.fallback = fallback
+    backward.once_differentiable = True
+    return backward
+
+
+def _wrap_grads(result, grads):
+    """Wrap the raw values a once-differentiable backward returned as nodes of the gradients' kind."""
+    node_type = next((type(g) for g in grads if isinstance(g, Node)), None)
+    if node_type is None:
+        return result
+
+    def wrap(g):
+        return g if g is None or isinstance(g, Node) else node_type._wrap(g)
+
+    if isinstance(result, tuple):
+        return tuple(wrap(g) for g in result)
+    return wrap(result)
 
 
 # ----------------------------------------------------------------------------

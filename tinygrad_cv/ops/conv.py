@@ -14,18 +14,19 @@ other's adjoints:
   upsampling layer ``conv_transpose2d``
 * ``ConvWeight``    gw = correlation of the input with the output gradient
 
-Each backward is written with the other two, so gradients of gradients work.
-For plain first-order backward passes ``Conv2d`` calls the twins'
-``conv2d_backward``, which returns all three gradients in one call (the CPU
-twin shares its passes over the upstream gradient), and ``ConvTranspose``
-the ``conv_transpose2d_*`` kernels. The arithmetic happens in the kernel
+Each backward is written with the other two (``composite_backward``), so
+gradients of gradients work. For plain first-order backward passes the
+engine runs the ``@once_differentiable`` fast path instead: ``Conv2d`` calls
+the twins' ``conv2d_backward``, which returns all three gradients in one call
+(the CPU twin shares its passes over the upstream gradient), and
+``ConvTranspose`` the ``conv_transpose2d_*`` kernels. The arithmetic happens in the kernel
 twins (``tinygrad_cv/kernels/conv/``): the readable reference, the Numba CPU
 version (chosen by ``kernels.use_backend``) or, for GPU tensors, the CUDA one.
 """
 from __future__ import annotations
 
 from .. import kernels
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, once_differentiable
 from ..kernels import shapes
 from .movement import Pad
 
@@ -40,15 +41,22 @@ class Conv2d(Function):
         return kernels.backend_for(x).conv2d_forward(x, w, b, stride, pad4, dilation, groups)
 
     @staticmethod
+    def composite_backward(ctx, grad):
+        """create_graph: the gradients as differentiable operations."""
+        x, w = ctx.saved_tensors
+        stride, pad4, dilation, groups = ctx.args
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = ConvTranspose.apply(grad, w, None, stride, pad4, dilation, groups, x.shape[2:]) if need_x else None
+        gw = ConvWeight.apply(x, grad, w.shape, stride, pad4, dilation, groups) if need_w else None
+        gb = grad.sum((0, 2, 3)) if need_b else None
+        return gx, gw, gb, None, None, None, None
+
+    @staticmethod
+    @once_differentiable(fallback=composite_backward)
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         stride, pad4, dilation, groups = ctx.args
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        if is_grad_enabled():  # create_graph: the gradients as differentiable operations
-            gx = ConvTranspose.apply(grad, w, None, stride, pad4, dilation, groups, x.shape[2:]) if need_x else None
-            gw = ConvWeight.apply(x, grad, w.shape, stride, pad4, dilation, groups) if need_w else None
-            gb = grad.sum((0, 2, 3)) if need_b else None
-            return gx, gw, gb, None, None, None, None
         # first order: the same numbers straight from the kernels. One gradient asked for (frozen
         # weights, or an input that needs none): its own kernel; more: one call that computes them
         # together (the CPU twin shares its passes over grad between them)
@@ -61,9 +69,7 @@ class Conv2d(Function):
         else:
             gx, gw, gb = k.conv2d_backward(x.data, grad.data, w.data, stride, pad4, dilation, groups,
                                            need_x, need_w, need_b)
-        wrap = grad._wrap
-        return (None if gx is None else wrap(gx), None if gw is None else wrap(gw), None if gb is None else wrap(gb),
-                None, None, None, None)
+        return gx, gw, gb, None, None, None, None
 
 
 class ConvTranspose(Function):
@@ -86,23 +92,12 @@ class ConvTranspose(Function):
         return kernels.backend_for(x).conv_transpose2d_forward(x, w, b, stride, pad4, output_padding, groups, dilation)
 
     @staticmethod
-    def backward(ctx, grad):
+    def composite_backward(ctx, grad):
+        """create_graph: the adjoints as differentiable operations."""
         x, w = ctx.saved_tensors
         stride, pad4, dilation, groups = ctx.args
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         eh, ew = ctx.extra
-        if not is_grad_enabled():
-            # first order: the transposed convolution's own gradient kernels (the input's is a conv2d
-            # of grad cropped to x, the weight's the correlation with roles swapped)
-            k = kernels.backend_for(grad.data)
-            gx = gw = gb = None
-            if need_x:
-                gx = k.conv_transpose2d_backward_input(grad.data, w.data, stride, pad4, dilation, groups, x.shape)
-            if need_w:
-                gw = k.conv_transpose2d_backward_weight(x.data, grad.data, w.shape, stride, pad4, dilation, groups)
-            wrap = grad._wrap
-            return (None if gx is None else wrap(gx), None if gw is None else wrap(gw),
-                    grad.sum((0, 2, 3)) if need_b else None, None, None, None, None, None)
         if (eh, ew) != (0, 0):
             # x is the top-left corner of the map the adjoint needs: pad it with a graph op, so that
             # gradients of gradients flow through the real input
@@ -116,6 +111,22 @@ class ConvTranspose(Function):
         gw = ConvWeight.apply(grad, x, w.shape, stride, pad4, dilation, groups) if need_w else None
         gb = grad.sum((0, 2, 3)) if need_b else None
         return gx, gw, gb, None, None, None, None, None
+
+    @staticmethod
+    @once_differentiable(fallback=composite_backward)
+    def backward(ctx, grad):
+        # first order: the transposed convolution's own gradient kernels (the input's is a conv2d
+        # of grad cropped to x, the weight's the correlation with roles swapped)
+        x, w = ctx.saved_tensors
+        stride, pad4, dilation, groups = ctx.args
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        k = kernels.backend_for(grad.data)
+        gx = gw = None
+        if need_x:
+            gx = k.conv_transpose2d_backward_input(grad.data, w.data, stride, pad4, dilation, groups, x.shape)
+        if need_w:
+            gw = k.conv_transpose2d_backward_weight(x.data, grad.data, w.shape, stride, pad4, dilation, groups)
+        return gx, gw, grad.sum((0, 2, 3)) if need_b else None, None, None, None, None, None
 
 
 def _conv_out_hw(in_hw, k, stride, pad4, dilation):

@@ -21,7 +21,7 @@ differentiable tensor operations, so gradients of gradients stay exact.
 from __future__ import annotations
 
 from .. import kernels
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, once_differentiable
 
 
 def _rows(shape):
@@ -44,20 +44,25 @@ class Linear(Function):
         return y.reshape(x.shape[:-1] + (w.shape[0],))
 
     @staticmethod
+    def composite_backward(ctx, grad):
+        """create_graph: the gradients built from differentiable operations."""
+        x, w = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        K, N = w.shape[1], w.shape[0]
+        rows = _rows(x.shape)
+        g2 = grad.reshape(rows, N)
+        gx = (g2 @ w).reshape(x.shape) if need_x else None
+        gw = g2.mT @ x.reshape(rows, K) if need_w else None
+        gb = g2.sum(0) if need_b else None
+        return gx, gw, gb
+
+    @staticmethod
+    @once_differentiable(fallback=composite_backward)
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         K, N = w.shape[1], w.shape[0]
-        if is_grad_enabled():  # create_graph: build the gradients from differentiable operations
-            rows = _rows(x.shape)
-            g2 = grad.reshape(rows, N)
-            gx = (g2 @ w).reshape(x.shape) if need_x else None
-            gw = g2.mT @ x.reshape(rows, K) if need_w else None
-            gb = g2.sum(0) if need_b else None
-            return gx, gw, gb
         rows = _rows(x.shape)
         gx, gw, gb = kernels.backend_for(grad.data).linear_backward(
             grad.data.reshape(rows, N), x.data.reshape(rows, K), w.data, need_x, need_w, need_b)
-        wrap = grad._wrap
-        return (None if gx is None else wrap(gx.reshape(x.shape)), None if gw is None else wrap(gw),
-                None if gb is None else wrap(gb))
+        return None if gx is None else gx.reshape(x.shape), gw, gb

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, once_differentiable
 
 
 def _one_hot_coef(k, coef, target, classes, ignore_index):
@@ -28,6 +28,8 @@ def _one_hot_coef(k, coef, target, classes, ignore_index):
 
 
 class NLLLoss(Function):
+    """loss_n = -w[t_n] z[n, t_n] for log-probabilities z; backward: the one-hot rows -w[t_n], times g."""
+
     @staticmethod
     def forward(ctx, logp, target, weight, ignore_index, reduction):
         # move the class axis last so the target indexes it directly: (M, C)
@@ -74,14 +76,20 @@ class CrossEntropy(Function):
         return out
 
     @staticmethod
+    def composite_backward(ctx, grad):
+        """create_graph: p = softmax(x) as a differentiable operation."""
+        target, ignore_index, reduction = ctx.args
+        k = kernels.backend_for(grad.data)
+        (x,) = ctx.saved_tensors
+        g = grad.unsqueeze(1) if reduction == "none" else grad  # one loss per row -> broadcast over classes
+        wrap = grad._wrap
+        dz = _one_hot_coef(k, ctx.coef, target, ctx.logp.shape[1], ignore_index)  # -coef y
+        return g * (x.softmax(1) * wrap(ctx.coef[:, None]) + wrap(dz)), None, None, None, None
+
+    @staticmethod
+    @once_differentiable(fallback=composite_backward)
     def backward(ctx, grad):
         target, ignore_index, reduction = ctx.args
         k = kernels.backend_for(grad.data)
-        if is_grad_enabled():  # create_graph: p = softmax(x) as a differentiable operation
-            (x,) = ctx.saved_tensors
-            g = grad.unsqueeze(1) if reduction == "none" else grad  # one loss per row -> broadcast over classes
-            wrap = grad._wrap
-            dz = _one_hot_coef(k, ctx.coef, target, ctx.logp.shape[1], ignore_index)  # -coef y
-            return g * (x.softmax(1) * wrap(ctx.coef[:, None]) + wrap(dz)), None, None, None, None
         dx = k.cross_entropy_backward(grad.data, ctx.logp, ctx.coef, target, ignore_index, reduction)
-        return grad._wrap(dx), None, None, None, None
+        return dx, None, None, None, None

@@ -24,7 +24,7 @@ against the composite definition.
 from __future__ import annotations
 
 from .. import kernels
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, once_differentiable
 
 
 def _layout(x):
@@ -51,25 +51,30 @@ class BatchNormTrain(Function):
         return y
 
     @staticmethod
-    def backward(ctx, grad):
+    def composite_backward(ctx, grad):
+        """create_graph: the same formula built from differentiable operations on the saved input."""
         saved = ctx.saved_tensors
         x, weight = saved[0], (saved[1] if len(saved) > 1 else None)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        if is_grad_enabled():  # create_graph: build the gradient from differentiable operations
-            axes, bshape = _layout(grad)
-            n = grad.numel() // grad.shape[1]
-            mean = x.mean(axes, keepdim=True)
-            centred = x - mean
-            inv_std = 1 / ((centred * centred).mean(axes, keepdim=True) + ctx.eps).sqrt()
-            xhat = centred * inv_std
-            gw = grad if weight is None else grad * weight.reshape(bshape)
-            gx = gw * n - gw.sum(axes, keepdim=True) - xhat * (gw * xhat).sum(axes, keepdim=True)
-            gx = gx * inv_std / n if need_x else None
-            gweight = (grad * xhat).sum(axes) if need_w else None
-            gbias = grad.sum(axes) if need_b else None
-            return gx, gweight, gbias, None, None, None
+        axes, bshape = _layout(grad)
+        n = grad.numel() // grad.shape[1]
+        mean = x.mean(axes, keepdim=True)
+        centred = x - mean
+        inv_std = 1 / ((centred * centred).mean(axes, keepdim=True) + ctx.eps).sqrt()
+        xhat = centred * inv_std
+        gw = grad if weight is None else grad * weight.reshape(bshape)
+        gx = gw * n - gw.sum(axes, keepdim=True) - xhat * (gw * xhat).sum(axes, keepdim=True)
+        gx = gx * inv_std / n if need_x else None
+        gweight = (grad * xhat).sum(axes) if need_w else None
+        gbias = grad.sum(axes) if need_b else None
+        return gx, gweight, gbias, None, None, None
+
+    @staticmethod
+    @once_differentiable(fallback=composite_backward)
+    def backward(ctx, grad):
+        saved = ctx.saved_tensors
+        weight = saved[1] if len(saved) > 1 else None
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx, gweight, gbias = kernels.backend_for(grad.data).batch_norm_backward(
             grad.data, ctx.xhat, ctx.inv_std, None if weight is None else weight.data, need_x, need_w, need_b)
-        wrap = grad._wrap
-        return (None if gx is None else wrap(gx), None if gweight is None else wrap(gweight),
-                None if gbias is None else wrap(gbias), None, None, None)
+        return gx, gweight, gbias, None, None, None

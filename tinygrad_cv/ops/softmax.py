@@ -11,14 +11,15 @@ Backward (s = softmax(x), g = upstream gradient):
 Along the last axis (the common case: class scores) the arithmetic is the
 kernel twins' (``kernels/softmax_loss/``), on the array seen as rows (M, C);
 along another axis it is the same formula as array expressions. With
-``create_graph`` the backward pass is built from differentiable operations.
+``create_graph`` the engine runs the composite backward instead, built from
+differentiable operations (``@once_differentiable(fallback=...)``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import kernels
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, once_differentiable
 
 
 def _as_rows(x, axis):
@@ -45,8 +46,8 @@ def _log_softmax(x, axis, exp=False):
 
 
 def _fused_backward(grad, saved, axis, kernel_name):
-    """The backward kernel on rows, or None when it does not apply (another axis, create_graph, empty)."""
-    if is_grad_enabled() or saved.data.size == 0:
+    """The backward kernel on rows, or None when it does not apply (another axis, empty)."""
+    if saved.data.size == 0:
         return None
     g, s = _as_rows(grad.data, axis), _as_rows(saved.data, axis)
     if g is None:
@@ -56,6 +57,8 @@ def _fused_backward(grad, saved, axis, kernel_name):
 
 
 class Softmax(Function):
+    """s = softmax(x) along ``axis``; backward dx = s * (g - sum_j g_j s_j)."""
+
     @staticmethod
     def forward(ctx, x, axis):
         out = _log_softmax(x, axis, exp=True)
@@ -64,15 +67,24 @@ class Softmax(Function):
         return out
 
     @staticmethod
+    def composite_backward(ctx, grad):
+        """dx = s * (g - sum_j g_j s_j) with differentiable operations."""
+        (s,) = ctx.saved_tensors
+        return s * (grad - (grad * s).sum(ctx.axis, keepdim=True)), None
+
+    @staticmethod
+    @once_differentiable(fallback=composite_backward)
     def backward(ctx, grad):
         (s,) = ctx.saved_tensors
         fused = _fused_backward(grad, s, ctx.axis, "softmax_backward")
         if fused is not None:
             return fused, None
-        return s * (grad - (grad * s).sum(ctx.axis, keepdim=True)), None
+        return Softmax.composite_backward(ctx, grad)  # another axis or empty: the formula as array expressions
 
 
 class LogSoftmax(Function):
+    """log_softmax(x) along ``axis``; backward dx = g - softmax(x) * sum_j g_j."""
+
     @staticmethod
     def forward(ctx, x, axis):
         out = _log_softmax(x, axis)
@@ -81,9 +93,16 @@ class LogSoftmax(Function):
         return out
 
     @staticmethod
+    def composite_backward(ctx, grad):
+        """dx = g - exp(logp) * sum_j g_j with differentiable operations."""
+        (logp,) = ctx.saved_tensors
+        return grad - logp.exp() * grad.sum(ctx.axis, keepdim=True), None
+
+    @staticmethod
+    @once_differentiable(fallback=composite_backward)
     def backward(ctx, grad):
         (logp,) = ctx.saved_tensors
         fused = _fused_backward(grad, logp, ctx.axis, "log_softmax_backward")
         if fused is not None:
             return fused, None
-        return grad - logp.exp() * grad.sum(ctx.axis, keepdim=True), None
+        return LogSoftmax.composite_backward(ctx, grad)  # another axis or empty: the formula as array expressions
