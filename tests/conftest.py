@@ -80,3 +80,30 @@ def pytest_sessionfinish(session, exitstatus):
     if skipped and session.exitstatus == 0:
         reporter.write_line(f"--fail-on-skip: {len(skipped)} test(s) skipped", red=True)
         session.exitstatus = 1
+
+
+def write_fake_mnist(folder, n_train, n_test):
+    """Tiny MNIST-format files in ``folder``: each class is a bright bar at its own height, so it is learnable.
+
+    One generator (seed 0) draws the training split, then the test split, so
+    the same sizes always give the same files.
+    """
+    import numpy as np
+
+    from tinygrad_cv.data.idx import write_idx
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 255
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+@pytest.fixture
+def fake_mnist_files():
+    """``write_fake_mnist`` for the demo tests (each picks its own sizes)."""
+    return write_fake_mnist

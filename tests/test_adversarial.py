@@ -16,7 +16,6 @@ import tinygrad_cv as tg
 import tinygrad_cv.functional as F
 from tinygrad_cv import adversarial as adv
 from tinygrad_cv import nn, optim
-from tinygrad_cv.data.idx import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 K, SIZE = 4, 12  # classes, image side
@@ -414,22 +413,9 @@ def load_demo():
 
 
 @pytest.fixture()
-def fake_mnist(tmp_path):
-    """Tiny MNIST-format data: each class is a bright bar at its own height, so it is learnable."""
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
-        for i, c in enumerate(labels):
-            images[i, 2 + 2 * c:4 + 2 * c, 4:24] = 255
-        return images, labels
-
-    for split, n in (("train", 240), ("t10k", 60)):
-        images, labels = make(n)
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
-    return tmp_path
+def fake_mnist(tmp_path, fake_mnist_files):
+    """Tiny MNIST-format data (240 training / 60 test images; see conftest.write_fake_mnist)."""
+    return fake_mnist_files(tmp_path, 240, 60)
 
 
 def test_demo_runs_end_to_end_on_tiny_synthetic_data(fake_mnist, tmp_path, capsys):

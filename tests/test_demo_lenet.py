@@ -2,30 +2,15 @@
 import json
 import os
 
-import numpy as np
 import pytest
 
-from tinygrad_cv.data.idx import write_idx
 from tinygrad_cv.lenet_demo import main
 
 
 @pytest.fixture()
-def fake_mnist(tmp_path):
-    """Tiny MNIST-format data: each class is a bright bar at its own position, so it is learnable."""
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
-        for i, c in enumerate(labels):
-            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 255
-        return images, labels
-
-    for split, n in (("train", 256), ("t10k", 100)):
-        images, labels = make(n)
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
-    return tmp_path
+def fake_mnist(tmp_path, fake_mnist_files):
+    """Tiny MNIST-format data (256 training / 100 test images; see conftest.write_fake_mnist)."""
+    return fake_mnist_files(tmp_path, 256, 100)
 
 
 def test_demo_trains_resumes_and_evaluates(fake_mnist, tmp_path, capsys):

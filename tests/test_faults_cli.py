@@ -15,7 +15,6 @@ import pytest
 
 from tinygrad_cv import checkpoint, optim
 from tinygrad_cv import lenet_demo
-from tinygrad_cv.data.idx import write_idx
 from tinygrad_cv.lenet_demo import UsageError, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,19 +47,11 @@ sys.exit(lenet_demo.main(sys.argv[1:]))
 
 
 @pytest.fixture()
-def fake_mnist(tmp_path):
-    """Tiny MNIST-format data: each class is a bright bar at its own position."""
-    rng = np.random.default_rng(0)
+def fake_mnist(tmp_path, fake_mnist_files):
+    """Tiny MNIST-format data (128 training / 40 test images; see conftest.write_fake_mnist)."""
     root = tmp_path / "data"
     root.mkdir()
-    for split, n in (("train", 128), ("t10k", 40)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
-        for i, c in enumerate(labels):
-            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 255
-        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
-    return root
+    return fake_mnist_files(root, 128, 40)
 
 
 def _args(data, out, *extra):
