@@ -36,14 +36,15 @@ def is_cuda_array(a) -> bool:
 
     The one predicate for "does this array live on the GPU" (the kernel
     dispatch, the tensor's ``device``, ``ops``' device moves all ask it).
-    It imports nothing: until ``cuda.array`` has been imported no CudaArray
-    can exist, so the answer is False without loading numba-cuda.
+    It imports nothing: until ``cuda.array_type`` (where the class is
+    defined) has been imported no CudaArray can exist, so the answer is
+    False without loading numba-cuda.
     """
     array_module = sys.modules.get(_ARRAY_MODULE)
     return array_module is not None and type(a) is array_module.CudaArray
 
 
-_ARRAY_MODULE = __name__ + ".array"
+_ARRAY_MODULE = __name__ + ".array_type"
 
 
 def move(array, device: str):

@@ -7,7 +7,9 @@ most of them allocating a temporary. Here each step is **one** grid-stride
 launch: every thread loads its parameter, gradient and state values once,
 does the whole update in registers and stores the results once, with no
 temporaries. The formulas are the CPU twin's, operation for operation (so
-float32 results agree with the CPU up to rounding of fused multiply-adds).
+float32 results agree with the CPU up to rounding of fused multiply-adds);
+Adam's is the very same function, ``formulas.adam_update``, compiled here as
+a device function.
 
 All arrays are numba CUDA device arrays of one dtype (float32 or float64),
 C-contiguous and of one shape; they are updated in place and nothing is
@@ -23,6 +25,7 @@ from numba import cuda
 
 from ..cuda_common import float_array, grid_1d, placeholder, sqrt
 from . import check_step as _check_step
+from .formulas import adam_update
 
 
 @cuda.jit
@@ -46,32 +49,19 @@ def _sgd_kernel(p, g, buf, lr, mu, one_minus_damp, wd, has_wd, has_mom, nesterov
         p[i] = p[i] - lr * d
 
 
+_adam_update = cuda.jit(device=True)(adam_update(sqrt))
+
+
 @cuda.jit
 def _adam_kernel(p, g, m, v, vmax, wd, decay, has_wd, decoupled, amsgrad, maximize,
                  beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, bc2_sqrt, eps):
     for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
-        d = g[i]
-        if maximize:
-            d = -d
-        pi = p[i]
-        if has_wd:
-            if decoupled:
-                pi = pi * decay  # AdamW: shrink the weights, the gradient is left alone
-            else:
-                d = d + wd * pi  # Adam: L2 penalty folded into the gradient
-        mi = beta1 * m[i] + one_minus_beta1 * d
-        vi = beta2 * v[i] + one_minus_beta2 * (d * d)
-        m[i] = mi
-        v[i] = vi
+        vm = vmax[i] if amsgrad else v[i]  # vmax is a one-element placeholder unless amsgrad
+        p[i], m[i], v[i], vm = _adam_update(p[i], g[i], m[i], v[i], vm, wd, decay, has_wd, decoupled, amsgrad,
+                                            maximize, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+                                            bc2_sqrt, eps)
         if amsgrad:
-            vm = vmax[i]
-            if vi > vm or vi != vi:  # np.maximum: NaN wins
-                vm = vi
             vmax[i] = vm
-            vi = vm
-        # PyTorch's arrangement: eps is added after sqrt(v) is divided by sqrt(1 - beta2^t)
-        denom = sqrt(vi) / bc2_sqrt + eps
-        p[i] = pi - step_size * (mi / denom)
 
 
 def _flat(a):
