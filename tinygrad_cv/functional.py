@@ -19,7 +19,7 @@ from .tensor import Tensor, concatenate, stack, where  # noqa: F401  (re-exporte
 
 __all__ = [
     "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
-    "cross_entropy", "nll_loss", "mse_loss", "pad",
+    "cross_entropy", "nll_loss", "mse_loss", "kl_div", "multi_margin_loss", "pad",
     "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
 ]
 
@@ -78,10 +78,15 @@ def _class_targets(input, target, ignore_index, name):
             f"(expected target shape {expected})"
         )
     c = input.shape[1]
-    invalid = (t != ignore_index) & ((t < 0) | (t >= c))
+    invalid = (t < 0) | (t >= c)
+    if ignore_index is not None:  # None: every target must be a class (multi_margin_loss)
+        invalid = (t != ignore_index) & invalid
     if invalid.any():  # on the GPU this check is one small device-to-host read
         host = _cuda.move(t, "cpu")
-        bad = host[(host != ignore_index) & ((host < 0) | (host >= c))]
+        out_of_range = (host < 0) | (host >= c)
+        if ignore_index is not None:
+            out_of_range &= host != ignore_index
+        bad = host[out_of_range]
         raise IndexError(f"{name}: target {int(bad.flat[0])} is out of bounds for {c} classes")
     return input, t.astype(np.int64, copy=False), unbatched
 
@@ -177,6 +182,108 @@ def mse_loss(input, target, reduction="mean"):
     d = input - target
     sq = d * d
     return sq.mean() if reduction == "mean" else sq.sum() if reduction == "sum" else sq
+
+
+_KL_REDUCTIONS = ("mean", "batchmean", "sum", "none")
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    r"""Kullback-Leibler divergence KL(target ‖ p) where ``input`` holds log p (log-probabilities), as PyTorch.
+
+    Pointwise, with y the target:
+
+        log_target=False:  y (log y - input)        (0 where y = 0: 0 log 0 = 0)
+        log_target=True:   e^y (y - input)          (the target given as log-probabilities)
+
+    then reduced: ``"mean"`` averages over *all* elements (PyTorch's default,
+    which is not the divergence per sample), ``"batchmean"`` sums and divides
+    by the batch size ``input.shape[0]`` (the mathematical KL per sample, the
+    one to use), ``"sum"``, ``"none"``.
+
+    The y log y term has an infinite slope at y = 0; there its gradient with
+    respect to the target is taken as 0 (PyTorch gives NaN), so a target with
+    zeros still backpropagates finite numbers. The gradient with respect to
+    ``input`` is minus the target probability (-y, or -e^y with
+    ``log_target``), scaled by the reduction. Shapes must match exactly (no
+    broadcasting, as ``mse_loss``). Targets must be non-negative when
+    ``log_target=False``.
+    """
+    if reduction not in _KL_REDUCTIONS:
+        raise ValueError(f"kl_div: reduction must be one of {_KL_REDUCTIONS}, got {reduction!r}")
+    if not isinstance(input, Tensor):
+        raise TypeError(f"kl_div: input must be a Tensor of log-probabilities, got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"kl_div: input must hold log-probabilities in a floating point dtype, got {input.dtype}")
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target), dtype=input.dtype, device=input.device)
+    if target.dtype.kind != "f":
+        raise TypeError(
+            f"kl_div: target must hold (log-)probabilities in a floating point dtype, got {target.dtype} "
+            "(class indices? use nll_loss / cross_entropy)"
+        )
+    if input.shape != target.shape:
+        raise ValueError(f"kl_div: input shape {input.shape} and target shape {target.shape} differ")
+    if log_target:
+        pointwise = target.exp() * (target - input)
+    else:
+        if (target.data < 0).any():  # on the GPU one small device-to-host read
+            raise ValueError("kl_div: target probabilities must be non-negative (log_target=False); "
+                             f"got a minimum of {float(_cuda.move(target.data, 'cpu').min())}")
+        positive = target > 0
+        safe = where(positive, target, 1.0)  # log(1) = 0: no -inf (and no NaN gradient) where y = 0
+        pointwise = where(positive, target * safe.log(), 0.0) - target * input
+    if reduction == "none":
+        return pointwise
+    if reduction == "sum":
+        return pointwise.sum()
+    if reduction == "mean":
+        return pointwise.mean()
+    total = pointwise.sum()
+    return total / input.shape[0] if input.ndim else total  # batchmean
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, reduction="mean"):
+    r"""Multi-class hinge loss (PyTorch's ``multi_margin_loss``), for scores (N, C) or (C,) and class indices y.
+
+    For each sample, with w the optional class weights (C,):
+
+        loss = w[y] / C \sum_{i \ne y} max(0, margin - x[y] + x[i])^p,   p ∈ {1, 2}
+
+    i.e. every wrong class scoring within ``margin`` of the right one is
+    penalised (linearly, or squared for p = 2). ``"mean"`` averages the
+    per-sample losses over N (the weights do not enter the divisor, unlike
+    ``cross_entropy``). At a margin tie (margin - x[y] + x[i] = 0) the
+    gradient is the one-sided 0, as relu's.
+    """
+    _check_reduction(reduction)
+    if isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"multi_margin_loss: only p == 1 and p == 2 are supported, got p={p!r}")
+    if not isinstance(input, Tensor):
+        raise TypeError(f"multi_margin_loss: input must be a Tensor, got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"multi_margin_loss: input must be floating point scores, got {input.dtype}")
+    if input.ndim not in (1, 2):
+        raise ValueError(f"multi_margin_loss: input must have shape (N, C) or (C,), got {input.shape}")
+    if input.shape[-1] == 0:
+        raise ValueError(f"multi_margin_loss: input has no classes (shape {input.shape})")
+    t0 = target.data if isinstance(target, Tensor) else np.asarray(target)
+    scalar_target = t0.ndim == 0
+    input, t, unbatched = _class_targets(input, target, None, "multi_margin_loss")
+    w = _class_weight(weight, input, "multi_margin_loss")
+    n, c = input.shape
+    index = Tensor._wrap(t.reshape(n, 1))
+    x_y = input.gather(1, index)  # (N, 1): the right class's score
+    hinge = (input - x_y + float(margin)).relu()
+    if p == 2:
+        hinge = hinge * hinge
+    cols = _cuda.move(np.arange(c, dtype=np.int64).reshape(1, c), input.device)
+    others = (t.reshape(n, 1) != cols).astype(input.dtype)  # drop i = y from the sum
+    losses = (hinge * Tensor._wrap(others)).sum(1) / c
+    if w is not None:
+        losses = losses * Tensor._wrap(w).reshape(1, c).expand(n, c).gather(1, index).reshape(n)  # w[y]
+    if reduction == "none":
+        return losses.squeeze(0) if unbatched and scalar_target else losses
+    return losses.sum() if reduction == "sum" else losses.mean()
 
 
 def pad(input, pad, mode="constant", value=0.0):

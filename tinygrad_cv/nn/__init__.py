@@ -15,7 +15,7 @@ from .container import ModuleList, Sequential
 from .conv import Conv2d, ConvTranspose2d
 from .dropout import Dropout
 from .linear import Flatten, Identity, Linear
-from .loss import CrossEntropyLoss, MSELoss, NLLLoss
+from .loss import CrossEntropyLoss, KLDivLoss, MSELoss, MultiMarginLoss, NLLLoss
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -30,5 +30,5 @@ __all__ = [
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "Dropout", "BatchNorm1d", "BatchNorm2d",
     "Sequential", "ModuleList",
-    "CrossEntropyLoss", "NLLLoss", "MSELoss",
+    "CrossEntropyLoss", "NLLLoss", "MSELoss", "KLDivLoss", "MultiMarginLoss",
 ]

@@ -1,4 +1,4 @@
-"""Loss layers over ``F.cross_entropy``, ``F.nll_loss`` and ``F.mse_loss``.
+"""Loss layers over ``F.cross_entropy``, ``F.nll_loss``, ``F.mse_loss``, ``F.kl_div`` and ``F.multi_margin_loss``.
 
 The arguments after ``weight`` are keyword-only: PyTorch still has the
 deprecated ``size_average`` and ``reduce`` in positions 2 and 4, so a
@@ -10,7 +10,7 @@ from .. import functional as F
 from ..tensor import Tensor
 from .module import Module
 
-__all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss"]
+__all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss", "KLDivLoss", "MultiMarginLoss"]
 
 
 class _WeightedLoss(Module):
@@ -59,3 +59,47 @@ class MSELoss(Module):
 
     def forward(self, input, target):
         return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class KLDivLoss(Module):
+    """KL(target ‖ exp(input)) for log-probabilities ``input``; see ``F.kl_div``.
+
+    ``reduction="batchmean"`` is the divergence per sample (the mathematical
+    KL); the default ``"mean"`` (PyTorch's) also divides by the number of
+    classes.
+    """
+
+    def __init__(self, *, reduction="mean", log_target=False):
+        super().__init__()
+        if reduction not in F._KL_REDUCTIONS:
+            raise ValueError(f"reduction must be one of {F._KL_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self.log_target = bool(log_target)
+
+    def forward(self, input, target):
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}, log_target={self.log_target}"
+
+
+class MultiMarginLoss(_WeightedLoss):
+    """Multi-class hinge loss of scores (N, C) or (C,) against class indices; see ``F.multi_margin_loss``.
+
+    ``p``, ``margin`` and ``weight`` take PyTorch's positions; ``reduction``
+    is keyword-only (PyTorch's fourth argument is the deprecated ``size_average``).
+    """
+
+    def __init__(self, p=1, margin=1.0, weight=None, *, reduction="mean"):
+        if isinstance(p, bool) or p not in (1, 2):
+            raise ValueError(f"only p == 1 and p == 2 are supported, got p={p!r}")
+        super().__init__(weight, reduction)
+        self.p = int(p)
+        self.margin = float(margin)
+
+    def forward(self, input, target):
+        return F.multi_margin_loss(input, target, p=self.p, margin=self.margin, weight=self.weight,
+                                   reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"p={self.p}, margin={self.margin}, reduction={self.reduction!r}"
