@@ -211,6 +211,28 @@ def test_backward_is_deterministic(strategy, dtype):
             np.testing.assert_array_equal(cpu.conv2d_backward_weight(x, gy, w.shape, *args), gw1)
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_gradients_do_not_depend_on_the_thread_count(strategy):
+    """Work is split by a fixed rule (chunks, lanes), not by the threads there are: 1 or 2 threads, same bits."""
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, 5, 11, 11)).astype(np.float32)
+    w = rng.standard_normal((7, 5, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((37, 7, 6, 6)).astype(np.float32)
+    args = ((2, 2), (1, 1), (1, 1), 1)
+    with conv_strategy(strategy):
+        want = (cpu.conv2d_backward_input(gy, w, x.shape, *args), cpu.conv2d_backward_weight(x, gy, w.shape, *args))
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            got = (cpu.conv2d_backward_input(gy, w, x.shape, *args),
+                   cpu.conv2d_backward_weight(x, gy, w.shape, *args))
+        finally:
+            numba.set_num_threads(before)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_gemm_path_chunks_over_the_batch(monkeypatch):
     """A small im2col budget forces several chunks; the result must not change."""
     rng = np.random.default_rng(1)

@@ -85,3 +85,37 @@ def test_blas_libraries_are_found():
     libs = cpu._blas_libs()
     assert libs, "threadpoolctl found no BLAS library in this NumPy"
     assert all(get() >= 1 for get, _ in libs)
+
+
+def test_blas_one_thread_blocks_nest_and_restore(monkeypatch):
+    """Nested blocks switch once: one thread inside, the saved count back after the outermost."""
+    threads = {"n": 4}
+    calls = []
+
+    def put(n):
+        calls.append(n)
+        threads["n"] = n
+
+    monkeypatch.setattr(cpu, "_BLAS_LIBS", [(lambda: threads["n"], put)])
+    with cpu.blas_one_thread():
+        assert threads["n"] == 1
+        with cpu.blas_one_thread():
+            assert threads["n"] == 1
+        assert threads["n"] == 1
+    assert threads["n"] == 4 and calls == [1, 4]
+    with pytest.raises(RuntimeError):  # an error inside still restores the count
+        with cpu.blas_one_thread():
+            raise RuntimeError("inside")
+    assert threads["n"] == 4
+
+
+def test_the_blas_numba_calls_is_switched_too():
+    """Numba's compiled np.dot calls SciPy's bundled BLAS: the one-thread switch must reach it as well."""
+    from threadpoolctl import threadpool_info
+
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba calls)
+
+    paths = {info["filepath"] for info in threadpool_info() if info["user_api"] == "blas"}
+    with cpu.blas_one_thread():
+        inside = {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+    assert set(inside) == paths and all(n == 1 for n in inside.values()), inside

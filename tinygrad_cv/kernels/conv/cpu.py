@@ -6,31 +6,40 @@ Two methods are implemented and :func:`_use_gemm` picks one per pass:
 
 * **direct** (``cpu_direct.py``) - register-blocked flat loops on a
   zero-padded, ``Wp``-wide grid for stride 1, per-plane loops for strides;
-* **gemm** (``cpu_gemm.py``) - im2col into a ``(C*KH*KW, n*OH*OW)`` matrix
-  for a chunk of images, one BLAS GEMM per group, a parallel copy back.
+* **gemm** (``cpu_gemm.py``) - the batch cut into chunks of a few images;
+  per chunk, on one core: im2col into a ``(C*KH*KW, n*OH*OW)`` matrix that
+  stays in cache, one BLAS GEMM per group (one BLAS thread), the copy back.
 
-Measured with both paths forced (ms, min of 5-20 runs; float32, batch 64,
-2 cores, PyTorch 2.13 on the same box for scale):
+Measured with each path forced (ms forward / backward-input / backward-weight,
+best of 9 alternating runs in one process; float32, 2 cores, while another
+job ran, so absolute times are ~2x high but the two columns are comparable):
 
-=========================  ==========  ========  =========  =======
-layer                      pass        direct    gemm       PyTorch
-=========================  ==========  ========  =========  =======
-conv 6->16 5x5, 14x14      fwd         0.49      1.0        0.24
-(K = 150, 15 M MAC)        bwd_input   0.77      1.1        0.48
-                           bwd_weight  0.47      1.1        0.38
-conv 64->64 3x3 p1, 32x32  fwd         40        51         44
-(K = 576, 2.4 G MAC)       bwd_input   44        57         45
-                           bwd_weight  34        59         44
-conv 64->128 3x3 s2 p1     fwd         785       47
-(strided, 1.2 G MAC)       bwd_input   689       44
-                           bwd_weight  828       36
-=========================  ==========  ========  =========  =======
+==========================  =====  ===================  ===================
+layer (batch)               K      direct               gemm
+==========================  =====  ===================  ===================
+3x3 s2 16->32, 28x28 (128)  144    88 / 103 / 126       9.4 / 8.9 / 9.0
+1x1 s2 16->32, 28x28 (128)  16     11 / 13 / 13         1.9 / 2.3 / 1.9
+7x7 s2 3->64, 56x56 (32)    147    142 / 166 / 187      9.9 / 10 / 11
+depthwise 3x3 s2 32, 28x28  9      8.8 / 6.7 / 11       10 / 11 / 10
+3x3 s1 16->16, 28x28 (128)  144    8.7 / 9.6 / 10       15 / 15 / 15
+3x3 s1 32->32, 14x14 (128)  288    9.4 / 12 / 12        16 / 16 / 17
+3x3 s1 64->64, 28x28 (32)   576    22 / 30 / 28         31 / 30 / 34
+3x3 s1 64->64, 8x8 (128)    576    12 / 19 / 20         12 / 11 / 13
+3x3 s1 64->64, 7x7 (128)    576    15 / 17 / 19         11 / 9.9 / 11
+3x3 s1 128->128, 14 (32)    1152   35 / 40 / 41         30 / 29 / 33
+3x3 s1 256->256, 7 (32)     2304   52 / 57 / 62         28 / 31 / 38
+1x1 s1 64->64, 14x14 (128)  64     5.0 / 7.5 / 8.0      4.3 / 5.4 / 4.4
+5x5 s1 6->16, 14x14 (128)   150    2.2 / 4.7 / 3.8      3.7 / 3.7 / 3.6
+==========================  =====  ===================  ===================
 
-So: direct for every stride-1 convolution; for strided ones, direct for
-short reductions (K < 64) and many groups, GEMM for the weight gradient once
-K >= 64, and GEMM for forward and backward-input when there is also enough
-work (>= 2**27 multiply-adds) to pay for handing the cores from Numba's
-thread pool to BLAS's and back.
+(K = C/groups * KH * KW, the length of each dot product.) So :func:`_use_gemm`
+picks GEMM for every strided and every 1x1 convolution, and for stride-1
+convolutions with long reductions on small images (K >= 512 and at most
+16x16 outputs); the register-blocked direct kernels keep wide images with
+few channels, where their flat loops over a whole plane run at full vector
+speed and im2col would copy the input KH*KW times.  Grouped convolutions
+with short reductions per group (depthwise) stay direct: each group's GEMM
+would be a sliver.
 
 Every parallel loop gives each work item exclusive ownership of the output
 elements it writes, and every sum runs in a fixed order, so two runs are
@@ -50,29 +59,26 @@ from .cpu_layout import _padded_input, _rows_needed, _spread_planes
 # Test hook: None = heuristic, "direct" or "gemm" forces a convolution path.
 _FORCE_STRATEGY: str | None = None
 
-# Thresholds of _use_gemm (measured on the bench shapes; see the module docstring).
-_GEMM_MIN_K = 64
-_GEMM_MIN_WORK = 1 << 27
+# Thresholds of _use_gemm (measured; see the module docstring).
+_GEMM_MIN_K_PER_GROUP = 32   # shorter reductions per group (depthwise 3x3: 9) stay direct
+_GEMM_MIN_K_UNIT = 512       # stride-1 KxK (K > 1) convolutions: GEMM from 64 channels of 3x3 ...
+_GEMM_MAX_P_UNIT = 256       # ... on outputs of at most 16x16
 
 
 def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
     """Pick the convolution path for one pass (see the module docstring for the numbers).
 
-    kind is "forward" / "input" / "weight"; unit means stride 1, where the
-    register-blocked direct kernels beat im2col+GEMM at every measured size.
-    For strided convolutions im2col+GEMM needs a long reduction per group
-    (K = C/g*KH*KW) for BLAS to beat the direct loops, few groups (one GEMM
-    each), and - forward and backward-input - enough total work to amortise
-    the hand-over between the Numba and the BLAS thread pools (about 0.5 ms
-    per switch on two cores).  The strided backward-weight kernel is a plain
-    reduction per (o, c) pair and loses to BLAS whenever K is long.
+    ``kind`` is "forward" / "input" / "weight" (the rule is the same for the
+    three passes today); ``unit`` means stride 1; P = OH * OW.
     """
     if _FORCE_STRATEGY is not None:
         return _FORCE_STRATEGY == "gemm"
     K = Cg * KH * KW
-    if unit or groups > 4 or K < _GEMM_MIN_K:
+    if groups > 1 and K < _GEMM_MIN_K_PER_GROUP:
         return False
-    return kind == "weight" or N * O * P * K >= _GEMM_MIN_WORK
+    if not unit or KH * KW == 1:
+        return True
+    return K >= _GEMM_MIN_K_UNIT and P <= _GEMM_MAX_P_UNIT
 
 
 # ==========================================================================

@@ -68,7 +68,7 @@ _BLAS_ONE_THREAD_CALLS = 0
 
 
 def _blas_libs():
-    """(get_num_threads, set_num_threads) of each BLAS library NumPy loaded (found once, ~2 ms).
+    """(get_num_threads, set_num_threads) of each BLAS library NumPy and SciPy load (found once, ~2 ms).
 
     threadpoolctl finds the libraries; for OpenBLAS the two C functions are
     then called directly through ctypes (threadpoolctl's own per-call methods
@@ -81,6 +81,9 @@ def _blas_libs():
     with _BLAS_LOCK:
         if _BLAS_LIBS is not None:  # another thread found them meanwhile
             return _BLAS_LIBS
+        # Numba's compiled np.dot calls the BLAS that SciPy bundles (through scipy.linalg.cython_blas),
+        # a library of its own next to NumPy's: load it first so that it is found and switched too.
+        import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
         found = []
@@ -98,29 +101,44 @@ def _blas_libs():
     return _BLAS_LIBS
 
 
-def _dot_one_thread(a, b):
-    """np.dot with BLAS limited to one thread for this call (about 2 us to switch and back).
+class blas_one_thread:
+    """``with blas_one_thread():`` runs every BLAS library on one thread inside the block (~2 us in and out).
 
-    Thread-safe: overlapping calls from several threads share one switch (see
-    ``_BLAS_LOCK``), and the count in force before the first of them is restored
-    after the last.
+    Used around single products (:func:`matmul`) and around Numba kernels
+    that call BLAS from each of their own threads (the chunked GEMM
+    convolution): one BLAS thread per caller, no BLAS workers to wait for.
+    Thread-safe and re-entrant: overlapping blocks from several threads share
+    one switch (see ``_BLAS_LOCK``), and the count in force before the first
+    of them is restored after the last.
     """
-    global _BLAS_SAVED, _BLAS_ONE_THREAD_CALLS
-    libs = _blas_libs()
-    with _BLAS_LOCK:
-        if _BLAS_ONE_THREAD_CALLS == 0:
-            _BLAS_SAVED = [get() for get, _ in libs]
-            for _, put in libs:
-                put(1)
-        _BLAS_ONE_THREAD_CALLS += 1
-    try:
-        return np.dot(a, b)
-    finally:
+
+    __slots__ = ()
+
+    def __enter__(self):
+        global _BLAS_SAVED, _BLAS_ONE_THREAD_CALLS
+        libs = _blas_libs()
+        with _BLAS_LOCK:
+            if _BLAS_ONE_THREAD_CALLS == 0:
+                _BLAS_SAVED = [get() for get, _ in libs]
+                for _, put in libs:
+                    put(1)
+            _BLAS_ONE_THREAD_CALLS += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _BLAS_ONE_THREAD_CALLS
         with _BLAS_LOCK:
             _BLAS_ONE_THREAD_CALLS -= 1
             if _BLAS_ONE_THREAD_CALLS == 0:
-                for (_, put), n in zip(libs, _BLAS_SAVED):
+                for (_, put), n in zip(_blas_libs(), _BLAS_SAVED):
                     put(n)
+        return False
+
+
+def _dot_one_thread(a, b):
+    """np.dot with BLAS limited to one thread for this call."""
+    with blas_one_thread():
+        return np.dot(a, b)
 
 
 def matmul_blocked(a, b, block=(64, 128, 128)):
