@@ -63,6 +63,7 @@ training; ``--debug`` shows the full traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -80,6 +81,8 @@ from tinygrad_cv import random as tg_random
 from tinygrad_cv.cuda import CudaUnavailableError
 from tinygrad_cv.data import MNIST, DataLoader, FashionMNIST, IDXError
 from tinygrad_cv.data import transforms as T
+from tinygrad_cv.io.safetensors import atomic_output
+from tinygrad_cv.kernels.jit import compile_notice
 from tinygrad_cv.models import LeNet5
 
 PROG = "tinygrad-cv-lenet"
@@ -495,10 +498,13 @@ def run_train(args):
     print(f"LeNet-5 ({args.variant}), {n_params} parameters; {len(train)} training{held} / {len(test)} test "
           f"images; {args.optimizer} lr {args.lr}, batch {args.batch_size}, augment {args.augment}")
     for epoch in range(start_epoch, args.epochs + 1):
-        t0 = time.perf_counter()
-        train_loss, train_acc = train_epoch(model, train_loader, opt, scheduler, epoch, args.epochs, args.device)
-        train_time = time.perf_counter() - t0
-        val_acc = evaluate(model, val_loader, device=args.device)[0] if val_loader is not None else None
+        # a cold cache compiles kernels during the first steps: say so, and how long it took (not on the GPU,
+        # whose kernels numba-cuda compiles without these events)
+        with compile_notice(write=tqdm.write) if args.device == "cpu" else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            train_loss, train_acc = train_epoch(model, train_loader, opt, scheduler, epoch, args.epochs, args.device)
+            train_time = time.perf_counter() - t0
+            val_acc = evaluate(model, val_loader, device=args.device)[0] if val_loader is not None else None
         history.append(dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_acc=val_acc,
                             seconds=train_time))
         shown = f"val acc {100 * val_acc:.2f}%  " if val_acc is not None else ""
@@ -517,8 +523,8 @@ def run_train(args):
         path = save_plots(args.out, history, model)
         if path:
             print(f"plots: {path}")
-    with open(os.path.join(args.out, "history.json"), "w") as f:
-        json.dump(history, f, indent=1)
+    with atomic_output(os.path.join(args.out, "history.json")) as f:
+        f.write(json.dumps(history, indent=1).encode())
     if chosen is not None and not args.no_test:
         report_test(args, chosen, best, test)
     return 0

@@ -64,7 +64,7 @@ import warnings
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
-__all__ = ["cache_enabled", "PAR", "SEQ", "PAR_FMA", "SEQ_DOT", "SEQ_FMA", "LANES"]
+__all__ = ["cache_enabled", "compile_notice", "PAR", "SEQ", "PAR_FMA", "SEQ_DOT", "SEQ_FMA", "LANES"]
 
 _DECISION = []  # [bool] once decided
 
@@ -130,3 +130,73 @@ SEQ_FMA = dict(SEQ, fastmath={"contract"})
 #: vector width (float32 lanes of an AVX-512 register) that the flat stride-1
 #: loops are rounded up to, so no loop ends in a scalar remainder
 LANES = 16
+
+
+class compile_notice:
+    """``with compile_notice(): ...`` says when kernels are being compiled, and how long that took.
+
+    The first time a kernel runs with new argument types, Numba compiles it
+    (a second or so each); later runs load the machine code from the cache
+    (see above). A first training step can therefore take seconds where the
+    next takes milliseconds, and a user deserves to know why. Inside the
+    block, the first compilation prints one line saying so, and leaving the
+    block prints how many kernels were compiled in how many seconds (nothing
+    at all when every kernel came from the cache). ``write`` prints a line
+    (default: to stderr; ``tqdm.write`` keeps a progress bar intact).
+    ``count`` and ``seconds`` hold the totals afterwards.
+
+    Numba reports each compilation as a "numba:compile" event (only on a
+    cache miss); a kernel that calls other kernels compiles them inside its
+    own event, so only the outermost events are counted and timed.
+    """
+
+    def __init__(self, write=None):
+        self.write = write
+        self.count = 0
+        self.seconds = 0.0
+        self._depth = 0
+        self._start = 0.0
+        self._listener = None
+
+    def _say(self, line):
+        if self.write is not None:
+            self.write(line)
+        else:
+            import sys
+
+            print(line, file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        import time
+
+        from numba.core import event
+
+        notice = self
+
+        class _Listener(event.Listener):
+            def on_start(self, ev):
+                if notice._depth == 0:
+                    if notice.count == 0:
+                        notice._say("tinygrad_cv: compiling kernels for this machine (once: later runs load them "
+                                    "from the cache) ...")
+                    notice._start = time.perf_counter()
+                notice._depth += 1
+
+            def on_end(self, ev):
+                notice._depth -= 1
+                if notice._depth == 0:
+                    notice.count += 1
+                    notice.seconds += time.perf_counter() - notice._start
+
+        self._listener = _Listener()
+        event.register("numba:compile", self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        from numba.core import event
+
+        event.unregister("numba:compile", self._listener)
+        if self.count:
+            self._say(f"tinygrad_cv: compiled {self.count} kernel{'s' if self.count > 1 else ''} in "
+                      f"{self.seconds:.1f} s")
+        return False
