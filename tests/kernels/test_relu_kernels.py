@@ -21,3 +21,13 @@ def test_relu_twins_agree(dtype, shape, layout):
     gx = cpu.relu_backward(gy, y)
     np.testing.assert_array_equal(gx, ref.relu_backward(gy, y))
     np.testing.assert_array_equal(gx, np.where(x > 0, gy, 0))
+
+
+@pytest.mark.parametrize("n", [7, 100_000])  # the NumPy path for small arrays, the parallel kernel for big ones
+def test_relu_passes_nan_through_as_numpy_and_pytorch_do(n):
+    """A NaN must stay visible (a diverged run), not be turned into a harmless-looking 0."""
+    x = np.linspace(-1, 1, n).astype(np.float32)
+    x[[0, n // 2, -1]] = np.nan
+    y = cpu.relu_forward(x)
+    np.testing.assert_array_equal(y, ref.relu_forward(x))  # assert_array_equal treats NaN == NaN
+    assert np.isnan(y).sum() == 3

@@ -20,7 +20,7 @@ _PAR = jit.PAR
 def _relu_fwd(x, y):
     for i in prange(x.size):
         v = x[i]
-        y[i] = v if v > 0 else 0
+        y[i] = 0 if v <= 0 else v  # written so that NaN passes through, as in np.maximum and PyTorch
 
 
 @njit(**_PAR)
