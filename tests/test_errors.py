@@ -245,3 +245,12 @@ def test_index_by_a_tensor_of_indices_works():
     np.testing.assert_array_equal(y.data, x.data[[1, 1, 0]])
     y.backward(np.ones(y.shape))
     np.testing.assert_array_equal(x.grad.data, [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+
+
+# --- conv2d padding: PyTorch's public forms only ------------------------------------------
+@pytest.mark.parametrize("padding", [(0, 1, 2, 3), (1, 1, 1), [1]])
+def test_conv2d_refuses_padding_other_than_an_int_or_a_pair(padding):
+    """A 4-tuple would be read in the kernels' (top, bottom, left, right) order, F.pad's is (left, right, ...)."""
+    with pytest.raises(ValueError, match=re.escape(str(padding)) + r".*\d values|padding"):
+        F.conv2d(tg.zeros(1, 1, 5, 5), tg.zeros(1, 1, 3, 3), padding=padding)
+    assert F.conv2d(tg.zeros(1, 1, 5, 5), tg.zeros(1, 1, 3, 3), padding=(1, 2)).shape == (1, 1, 5, 7)

@@ -336,6 +336,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     stride_, dil = _shapes.pair(stride, "stride"), _shapes.pair(dilation, "dilation")
     if isinstance(padding, str) and padding == "same" and stride_ != (1, 1):
         raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions (stride={stride_})")
+    if not isinstance(padding, str):
+        # PyTorch's public rule: an int or a (pad_h, pad_w) pair. The kernels' own (top, bottom, left, right)
+        # 4-tuple is refused here, since F.pad reads a 4-tuple as (left, right, top, bottom): the two orders
+        # would silently disagree.
+        padding = _shapes.pair(padding, "padding")
     kernel = tuple(weight.shape[2:]) if weight.ndim == 4 else (1, 1)
     pad4 = _shapes.resolve_padding(padding, kernel, stride_, dil)
     _shapes.check_conv2d(input.shape, weight.shape, None if bias is None else bias.shape, stride_, pad4, dil, groups)
