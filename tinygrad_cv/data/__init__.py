@@ -1,4 +1,5 @@
-"""Datasets, IDX files, batch transforms and the DataLoader."""
+"""Datasets (MNIST, Fashion-MNIST, CIFAR-10), IDX files, batch transforms and the DataLoader."""
+from .cifar import CIFAR10, CIFAR10_CLASSES, CIFAR10_RESOURCES, CIFARError, extract_cifar10, read_cifar10_batch
 from .datasets import (
     ENV_VAR,
     FASHION_MNIST_RESOURCES,
@@ -16,13 +17,23 @@ from .transforms import (
     ElasticDistortion,
     Normalize,
     RandomAffine,
+    RandomCrop,
+    RandomHorizontalFlip,
     RandomShift,
     ToFloat,
     affine_batch,
+    crop_batch,
+    pad_batch,
     shift_batch,
 )
 
 __all__ = [
+    "CIFAR10",
+    "CIFAR10_CLASSES",
+    "CIFAR10_RESOURCES",
+    "CIFARError",
+    "extract_cifar10",
+    "read_cifar10_batch",
     "ENV_VAR",
     "FASHION_MNIST_RESOURCES",
     "MNIST",
@@ -41,8 +52,12 @@ __all__ = [
     "ElasticDistortion",
     "Normalize",
     "RandomAffine",
+    "RandomCrop",
+    "RandomHorizontalFlip",
     "RandomShift",
     "ToFloat",
     "affine_batch",
+    "crop_batch",
+    "pad_batch",
     "shift_batch",
 ]

@@ -1,4 +1,7 @@
-"""MNIST and Fashion-MNIST as in-memory, array-backed datasets.
+"""MNIST and Fashion-MNIST as in-memory, array-backed datasets; the data root and downloads.
+
+CIFAR-10 (binary version, read without pickle) is in ``cifar.py``; it resolves
+its data root and downloads with the functions here.
 
 Where the files are looked for
 ------------------------------
@@ -55,6 +58,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -79,6 +83,13 @@ __all__ = [
     "DOWNLOAD_DEADLINE_S",
     "READ_TIMEOUT_S",
     "MAX_DOWNLOAD_BYTES",
+    "CIFAR10",
+    "CIFARError",
+    "CIFAR10_RESOURCES",
+    "CIFAR10_CLASSES",
+    "read_cifar10_batch",
+    "extract_cifar10",
+    "verify_archive",
 ]
 
 ENV_VAR = "TINYGRAD_CV_DATA"
@@ -318,7 +329,64 @@ def download_file(
         raise DownloadError(f"{url}: no answer from the server for {timeout:.3g} s (read timeout)") from None
 
 
-class _IDXImageDataset:
+def _download_from_mirrors(mirrors, fname: str, folder: Path, expected: dict, deadline: float) -> str | None:
+    """Fetch ``fname`` from the first mirror that serves it intact into ``folder``.
+
+    Returns None on success, else one line with every mirror's error.  All
+    mirrors share the file's one ``deadline``, so a file never takes much
+    longer than that however many mirrors misbehave.
+    """
+    problems = []
+    end = time.monotonic() + deadline
+    for mirror in mirrors:
+        url = mirror + fname
+        left = end - time.monotonic()
+        if left <= 0:
+            problems.append(f"{url}: not tried, the file's {deadline:g} s deadline ran out")
+            continue
+        try:
+            download_file(url, folder / fname, expected, deadline=left)
+            return None
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            problems.append(f"{url}: {e}" if not str(e).startswith(url) else str(e))
+    return "; ".join(problems)
+
+
+class _ArrayImageDataset:
+    """Indexing shared by the in-memory image datasets: ``data`` and ``targets`` arrays."""
+
+    data: np.ndarray
+    targets: np.ndarray
+    transform = None
+    target_transform = None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        """Return ``(images, labels)`` for an int, a slice or an integer/boolean array.
+
+        Images come back as stored (uint8) unless the dataset has a
+        ``transform``, which is applied to the image batch (and
+        ``target_transform``, when set, to the label batch).  For an int
+        index the transforms still see a batch of one, and the result is
+        unbatched again.
+        """
+        if isinstance(index, (int, np.integer)):
+            labels = self.targets[index][None]  # raises IndexError when out of range
+            images = self.data[index][None]
+        else:
+            images, labels = self.data[index], self.targets[index]
+        if self.transform is not None:
+            images = self.transform(images)
+        if self.target_transform is not None:
+            labels = self.target_transform(labels)
+        if isinstance(index, (int, np.integer)):
+            return images[0], labels[0]
+        return images, labels
+
+
+class _IDXImageDataset(_ArrayImageDataset):
     """Shared machinery of the MNIST-style datasets (two IDX files per split)."""
 
     name = ""
@@ -430,25 +498,10 @@ class _IDXImageDataset:
         return found[0], found[1]
 
     def _download(self, fname: str) -> str | None:
-        """Try each mirror in turn; return None on success, else the errors.
-
-        All mirrors share the file's one deadline, so a file never takes much
-        longer than ``download_deadline`` however many mirrors misbehave.
-        """
-        problems = []
-        end = time.monotonic() + self.download_deadline
-        for mirror in self.mirrors:
-            url = mirror + fname
-            left = end - time.monotonic()
-            if left <= 0:
-                problems.append(f"{url}: not tried, the file's {self.download_deadline:g} s deadline ran out")
-                continue
-            try:
-                download_file(url, self.download_dir / fname, self.resources[fname], deadline=left)
-                return None
-            except (OSError, ValueError, http.client.HTTPException) as e:
-                problems.append(f"{url}: {e}" if not str(e).startswith(url) else str(e))
-        return "; ".join(problems)
+        """Try each mirror in turn; return None on success, else the errors."""
+        return _download_from_mirrors(
+            self.mirrors, fname, self.download_dir, self.resources[fname], self.download_deadline
+        )
 
     def _not_found(self, missing: list[str], reason: str) -> DatasetNotFoundError:
         split = "training" if self.train else "test"
@@ -463,30 +516,6 @@ class _IDXImageDataset:
             f"they are published at {urls}.  The data root comes from the root= argument, "
             f"else the {ENV_VAR} environment variable, else ~/.cache/tinygrad_cv."
         )
-
-    # -- array-dataset protocol ----------------------------------------
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index):
-        """Return ``(images, labels)`` for an int, a slice or an integer/boolean array.
-
-        Images come back as stored (uint8) unless the dataset has a
-        ``transform``, which is applied to the image batch.  For an int
-        index the transform still sees a batch of one, and the result is
-        unbatched again.
-        """
-        if isinstance(index, (int, np.integer)):
-            label = self.targets[index]  # raises IndexError when out of range
-            images = self.data[index][None]
-            if self.transform is not None:
-                images = self.transform(images)
-            return images[0], label
-        images, labels = self.data[index], self.targets[index]
-        if self.transform is not None:
-            images = self.transform(images)
-        return images, labels
 
     def __repr__(self) -> str:
         split = "train" if self.train else "test"

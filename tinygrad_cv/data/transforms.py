@@ -6,6 +6,13 @@ in Python.  Random transforms draw from a ``numpy.random.Generator``: pass
 one as ``rng`` (to share a stream, e.g. with the DataLoader) or a ``seed``
 to get a private, reproducible one.
 
+Colour (N, 3, H, W) batches go through all of them the same way as
+greyscale ones; ``Normalize`` takes one mean/std per channel, and the
+CIFAR-style augmentations ``RandomCrop`` (pad, then crop at a random offset
+per image) and ``RandomHorizontalFlip`` (a coin per image) use the names and
+argument order of torchvision, except that every image of the batch gets
+its own draw (torchvision draws once per call).
+
 The geometric transforms (``RandomAffine``, ``ElasticDistortion``) resample
 the whole batch with a single ``scipy.ndimage.map_coordinates`` call: the
 sample index is just one more coordinate, always an integer, so with linear
@@ -27,8 +34,12 @@ __all__ = [
     "RandomShift",
     "RandomAffine",
     "ElasticDistortion",
+    "RandomCrop",
+    "RandomHorizontalFlip",
     "shift_batch",
     "affine_batch",
+    "pad_batch",
+    "crop_batch",
 ]
 
 
@@ -105,16 +116,27 @@ class ToFloat:
 class Normalize:
     """``(x - mean) / std``, per channel when given sequences.
 
-    The arithmetic happens in the batch's own dtype (mean and std are cast to
-    it first), so float32 batches stay float32.  A scalar mean/std applies to
-    every channel; a sequence needs an (N, C, H, W) batch with C entries.
+    ``out[n, c, y, x] = (x[n, c, y, x] - mean[c]) / std[c]``.  The arithmetic
+    happens in the batch's own dtype (mean and std are cast to it first), so
+    float32 batches stay float32.  A scalar mean/std applies to every
+    channel; a sequence needs an (N, C, H, W) batch with C entries (or one
+    entry), e.g. ``Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))``
+    for CIFAR-10.  A batch whose channel count does not match raises
+    ``ValueError`` naming both.
     """
 
     def __init__(self, mean, std):
         self.mean = mean
         self.std = std
+        for what, value in (("mean", mean), ("std", std)):
+            arr = np.asarray(value)
+            if arr.ndim > 1 or arr.size == 0 or arr.dtype.kind not in "iuf":
+                raise ValueError(f"Normalize: {what} must be a number or a flat sequence of numbers, got {value!r}")
+        m, sd = np.asarray(mean).size, np.asarray(std).size
+        if m > 1 and sd > 1 and m != sd:
+            raise ValueError(f"Normalize: {m} means but {sd} stds; give one value or one per channel for each")
         if np.any(np.asarray(std) == 0):
-            raise ValueError("Normalize: std must be non-zero")
+            raise ValueError(f"Normalize: std must be non-zero, got {std!r}")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = _as_batch(x, "Normalize")
@@ -126,7 +148,10 @@ class Normalize:
                 if mean.size == std.size == 1:
                     mean, std = mean.reshape(()), std.reshape(())
                 else:
-                    raise ValueError("Normalize: per-channel mean/std need an (N, C, H, W) batch")
+                    raise ValueError(
+                        f"Normalize: per-channel mean/std ({max(mean.size, std.size)} values) need an "
+                        f"(N, C, H, W) batch, got shape {x.shape}"
+                    )
             else:
                 c = x.shape[1]
                 try:
@@ -134,7 +159,8 @@ class Normalize:
                     std = np.broadcast_to(std.reshape(-1), (c,)).reshape(1, c, 1, 1)
                 except ValueError:
                     raise ValueError(
-                        f"Normalize: got {mean.size} means / {std.size} stds for {c} channels"
+                        f"Normalize: got {mean.size} means / {std.size} stds for {c} channels "
+                        f"(batch shape {x.shape})"
                     ) from None
         return (x - mean) / std
 
@@ -339,3 +365,221 @@ class ElasticDistortion:
 
     def __repr__(self) -> str:
         return f"ElasticDistortion(alpha={self.alpha}, sigma={self.sigma})"
+
+
+# -- cropping and flipping (CIFAR-style augmentation) -------------------------------
+
+_PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
+
+
+def _int_arg(value, what: str, who: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{who}: {what} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{who}: {what} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _crop_size(size, who: str) -> tuple[int, int]:
+    """torchvision's ``size``: an int ``s`` (square), ``(s,)`` or ``(h, w)``."""
+    if np.ndim(size) == 0:
+        h = w = size
+    elif len(size) == 1:
+        h = w = size[0]
+    elif len(size) == 2:
+        h, w = size
+    else:
+        raise ValueError(f"{who}: size must be an int or (height, width), got {size!r}")
+    return _int_arg(h, "size", who, 1), _int_arg(w, "size", who, 1)
+
+
+def _padding4(padding, who: str) -> tuple[int, int, int, int]:
+    """torchvision's ``padding`` as ``(left, top, right, bottom)``.
+
+    An int pads all four borders; ``(lr, tb)`` pads left/right by ``lr`` and
+    top/bottom by ``tb``; four values are ``(left, top, right, bottom)``.
+    """
+    if padding is None:
+        return (0, 0, 0, 0)
+    if np.ndim(padding) == 0:
+        values = [padding] * 4
+    elif len(padding) == 1:
+        values = [padding[0]] * 4
+    elif len(padding) == 2:
+        values = [padding[0], padding[1], padding[0], padding[1]]
+    elif len(padding) == 4:
+        values = list(padding)
+    else:
+        raise ValueError(f"{who}: padding must be an int or a sequence of 1, 2 or 4 ints, got {padding!r}")
+    if any(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v < 0 for v in values):
+        raise ValueError(f"{who}: padding must be non-negative, got {padding!r}")
+    left, top, right, bottom = (_int_arg(v, "padding", who, 0) for v in values)
+    return left, top, right, bottom
+
+
+def _check_fill(fill, who: str) -> np.ndarray:
+    arr = np.asarray(fill)
+    if arr.ndim > 1 or arr.size == 0 or arr.dtype.kind not in "biuf":
+        raise ValueError(f"{who}: fill must be a number or one number per channel, got {fill!r}")
+    return arr
+
+
+def pad_batch(x: np.ndarray, padding, fill=0, padding_mode: str = "constant") -> np.ndarray:
+    """Pad every image of a batch by the same borders: (N, [C,] H, W) -> (N, [C,] H+t+b, W+l+r).
+
+    ``padding`` is torchvision's: an int, ``(left/right, top/bottom)`` or
+    ``(left, top, right, bottom)``.  ``padding_mode``:
+
+    * ``"constant"``: the border is ``fill``, a number or one per channel;
+    * ``"edge"``: the nearest edge pixel repeated;
+    * ``"reflect"``: mirrored without repeating the edge, ``[3 2 | 1 2 3 4 | 3 2]``;
+    * ``"symmetric"``: mirrored with the edge, ``[2 1 | 1 2 3 4 | 4 3]``.
+
+    The dtype is kept; a ``fill`` that the dtype cannot hold exactly (300 or
+    -1 for uint8, 0.5 for an integer batch) is refused rather than wrapped.
+    """
+    x = _as_batch(x, "pad_batch")
+    if padding_mode not in _PADDING_MODES:
+        raise ValueError(f"pad_batch: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+    left, top, right, bottom = _padding4(padding, "pad_batch")
+    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+    if padding_mode != "constant":
+        return np.pad(x, widths, mode=padding_mode)
+    fill = _check_fill(fill, "pad_batch")
+    cast = fill.astype(x.dtype)
+    with np.errstate(invalid="ignore"):
+        exact = np.array_equal(cast.astype(np.float64), fill.astype(np.float64))
+    if not exact:
+        raise ValueError(f"pad_batch: fill {fill.tolist()!r} cannot be stored exactly in a {x.dtype} batch")
+    if cast.size == 1:
+        return np.pad(x, widths, mode="constant", constant_values=cast.reshape(()))
+    channels = x.shape[1] if x.ndim == 4 else 1
+    if cast.ndim != 1 or cast.size != channels:
+        raise ValueError(
+            f"pad_batch: {cast.size} fill values for a batch of {channels} channel(s) (shape {x.shape})"
+        )
+    h, w = x.shape[-2:]
+    out = np.empty(x.shape[:2] + (h + top + bottom, w + left + right), dtype=x.dtype)
+    out[...] = cast.reshape(1, channels, 1, 1)
+    out[:, :, top:top + h, left:left + w] = x
+    return out
+
+
+def crop_batch(x: np.ndarray, top, left, size) -> np.ndarray:
+    """Cut a ``size = (h, w)`` window out of each image, at its own corner ``(top[i], left[i])``.
+
+    ``out[i, ..., y, x] = x[i, ..., top[i] + y, left[i] + x]``; ``top``/``left``
+    are ints or length-N integer arrays, and every window must lie inside
+    the image.  One fancy-indexing gather from a strided sliding-window view,
+    the same trick as :func:`shift_batch`: only the chosen windows are copied.
+    """
+    x = _as_batch(x, "crop_batch")
+    th, tw = _crop_size(size, "crop_batch")
+    n = x.shape[0]
+    h, w = x.shape[-2:]
+    top = np.broadcast_to(np.asarray(top, dtype=np.intp), (n,))
+    left = np.broadcast_to(np.asarray(left, dtype=np.intp), (n,))
+    if th > h or tw > w:
+        raise ValueError(f"crop_batch: crop size {(th, tw)} is larger than the images {(h, w)}")
+    if n and (top.min() < 0 or left.min() < 0 or top.max() > h - th or left.max() > w - tw):
+        raise ValueError(
+            f"crop_batch: corners must satisfy 0 <= top <= {h - th} and 0 <= left <= {w - tw} for a "
+            f"{(th, tw)} crop of {(h, w)} images; got top in [{top.min()}, {top.max()}], "
+            f"left in [{left.min()}, {left.max()}]"
+        )
+    windows = sliding_window_view(x, (th, tw), axis=(-2, -1))  # (N, [C,] h-th+1, w-tw+1, th, tw)
+    rows = np.arange(n)
+    if x.ndim == 3:
+        return windows[rows, top, left]
+    # The slice between the advanced indices keeps C after N: (N, C, th, tw).
+    return windows[rows, :, top, left]
+
+
+class RandomCrop:
+    """Pad, then crop a ``size`` window at a random position, independently per image.
+
+    ``RandomCrop(size, padding=None, pad_if_needed=False, fill=0,
+    padding_mode="constant", *, rng=None, seed=None)``, torchvision's
+    arguments (``size``/``padding``/``fill``/``padding_mode`` as in
+    :func:`pad_batch`).  The batch is padded once, to (Hp, Wp); then for
+    each image ``top ~ U{0, ..., Hp - h}`` and ``left ~ U{0, ..., Wp - w}``
+    are drawn (all tops, then all lefts, from the transform's Generator) and
+    ``out[i] = padded[i, ..., top:top+h, left:left+w]``.  The classic
+    CIFAR-10 augmentation ``RandomCrop(32, padding=4)`` thus shifts each
+    image by -4..4 pixels in each direction, with zeros coming in.
+
+    ``pad_if_needed`` pads an image still smaller than ``size`` on both
+    sides by the shortfall (as torchvision does); otherwise a ``size`` larger
+    than the padded image is an error.  Any dtype works (uint8 too), and
+    (N, H, W) as well as (N, C, H, W) batches.
+    """
+
+    def __init__(self, size, padding=None, pad_if_needed: bool = False, fill=0,
+                 padding_mode: str = "constant", *, rng=None, seed=None):
+        self.size = _crop_size(size, "RandomCrop")
+        self.padding = _padding4(padding, "RandomCrop")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"RandomCrop: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        _check_fill(fill, "RandomCrop")
+        self.fill = fill
+        self.pad_if_needed = bool(pad_if_needed)
+        self.rng = _make_rng(rng, seed)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _as_batch(x, "RandomCrop")
+        shape_in = x.shape
+        if any(self.padding):
+            x = pad_batch(x, self.padding, self.fill, self.padding_mode)
+        th, tw = self.size
+        h, w = x.shape[-2:]
+        if self.pad_if_needed and (h < th or w < tw):
+            dy, dx = max(th - h, 0), max(tw - w, 0)
+            x = pad_batch(x, (dx, dy), self.fill, self.padding_mode)
+            h, w = x.shape[-2:]
+        if h < th or w < tw:
+            raise ValueError(
+                f"RandomCrop: crop size {(th, tw)} is larger than the padded image {(h, w)} "
+                f"(batch shape {shape_in}, padding (left, top, right, bottom) = {self.padding}); "
+                "use a smaller size, more padding, or pad_if_needed=True"
+            )
+        n = x.shape[0]
+        top = self.rng.integers(0, h - th + 1, size=n)
+        left = self.rng.integers(0, w - tw + 1, size=n)
+        return crop_batch(x, top, left, (th, tw))
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomCrop(size={self.size}, padding={self.padding}, pad_if_needed={self.pad_if_needed}, "
+            f"fill={self.fill}, padding_mode={self.padding_mode!r})"
+        )
+
+
+class RandomHorizontalFlip:
+    """Mirror each image left-right with probability ``p``, a coin per image.
+
+    ``RandomHorizontalFlip(p=0.5, *, rng=None, seed=None)``.  Image ``i``
+    is flipped (``out[i, ..., x] = in[i, ..., W - 1 - x]``) when
+    ``u_i < p`` for ``u_i`` drawn uniformly from [0, 1), so ``p=0`` never
+    and ``p=1`` always flips.  Any dtype, (N, H, W) or (N, C, H, W).
+    """
+
+    def __init__(self, p: float = 0.5, *, rng=None, seed=None):
+        try:
+            p_value = float(p)
+        except (TypeError, ValueError):
+            raise TypeError(f"RandomHorizontalFlip: p must be a probability, got {p!r}") from None
+        if not 0.0 <= p_value <= 1.0:  # also refuses NaN
+            raise ValueError(f"RandomHorizontalFlip: p must be in [0, 1], got {p!r}")
+        self.p = p_value
+        self.rng = _make_rng(rng, seed)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _as_batch(x, "RandomHorizontalFlip")
+        flip = self.rng.random(x.shape[0]) < self.p
+        out = x.copy()
+        out[flip] = x[flip][..., ::-1]
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
