@@ -14,8 +14,10 @@ Loaded lazily, on first attribute access (``tinygrad_cv.models.LeNet5``), so
 that ``import tinygrad_cv`` stays cheap and imports no Numba:
 
 - ``data``: datasets, loaders and transforms
-- ``models``: LeNet-5, a global-average-pooling CNN, feature extraction
+- ``models``: LeNet-5, AlexNet, VGG, network-in-network, ResNets (and their plain twins), a
+  global-average-pooling CNN, feature extraction
 - ``checkpoint``: safetensors checkpoints
+- ``summary``: ``summary.summary(model, input_size)``, a torchinfo-style table of shapes, parameters, mult-adds
 - ``visualize``: saliency, Grad-CAM, embeddings, plots (chapter 16)
 - ``adversarial``: adversarial examples (chapter 17)
 """
@@ -37,7 +39,7 @@ from . import nn, optim  # noqa: E402  (after the core: they are built on it)
 __version__ = "0.1.0"
 
 #: submodules imported on first use (PEP 562), not by ``import tinygrad_cv``
-_LAZY_SUBMODULES = ("adversarial", "checkpoint", "data", "models", "visualize")
+_LAZY_SUBMODULES = ("adversarial", "checkpoint", "data", "models", "summary", "visualize")
 
 
 def __getattr__(name):
@@ -51,6 +53,8 @@ def __getattr__(name):
         import tinygrad_cv.data
     elif name == "models":
         import tinygrad_cv.models
+    elif name == "summary":
+        import tinygrad_cv.summary
     elif name == "visualize":
         import tinygrad_cv.visualize  # noqa: F401
     else:

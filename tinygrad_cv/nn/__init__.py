@@ -13,9 +13,12 @@ from .activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import ModuleList, Sequential
 from .conv import Conv2d, ConvTranspose2d
+from .dropconnect import DropConnectLinear
 from .dropout import Dropout
 from .linear import Flatten, Identity, Linear
+from .lrn import LocalResponseNorm
 from .loss import CrossEntropyLoss, KLDivLoss, MSELoss, MultiMarginLoss, NLLLoss
+from .maxout import Maxout
 from .module import IncompatibleKeys, Module
 from .parameter import Parameter
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -28,7 +31,7 @@ __all__ = [
     "Linear", "Identity", "Flatten",
     "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-    "Dropout", "BatchNorm1d", "BatchNorm2d",
+    "Dropout", "DropConnectLinear", "Maxout", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
     "Sequential", "ModuleList",
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "KLDivLoss", "MultiMarginLoss",
 ]
