@@ -45,16 +45,16 @@ def test_demo_says_what_is_missing_for_cuda(fake_mnist, no_cuda):
 
 def test_validation_chooses_the_model_and_the_test_set_is_used_once(fake_mnist, tmp_path, monkeypatch, capsys):
     """The last tenth of the training images validates every epoch; the test set is evaluated once, at the end."""
-    from tinygrad_cv import lenet_demo
+    from tinygrad_cv import train_demo  # the trainer behind the LeNet command
 
     sizes = []
-    real = lenet_demo.evaluate
+    real = train_demo.evaluate
 
     def counting(model, loader, *args, **kwargs):
         sizes.append(len(loader.dataset))
         return real(model, loader, *args, **kwargs)
 
-    monkeypatch.setattr(lenet_demo, "evaluate", counting)
+    monkeypatch.setattr(train_demo, "evaluate", counting)
     out = tmp_path / "run"
     assert main(["--data", str(fake_mnist), "--epochs", "3", "--batch-size", "32", "--out", str(out), "--no-plots",
                  "--augment", "none"]) == 0
@@ -90,12 +90,12 @@ def test_val_size_option(fake_mnist, tmp_path, capsys):
 def test_ablation_compares_on_validation_without_touching_the_test_set(fake_mnist, tmp_path, monkeypatch, capsys):
     import importlib.util
 
-    from tinygrad_cv import lenet_demo
+    from tinygrad_cv import train_demo
 
     def no_test(*args, **kwargs):
         raise AssertionError("the ablation must not evaluate the test set")
 
-    monkeypatch.setattr(lenet_demo, "report_test", no_test)
+    monkeypatch.setattr(train_demo, "report_test", no_test)
     path = os.path.join(os.path.dirname(__file__), "..", "demos", "lenet_ablation.py")
     spec = importlib.util.spec_from_file_location("lenet_ablation", path)
     ablation = importlib.util.module_from_spec(spec)

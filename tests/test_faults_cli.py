@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tinygrad_cv import checkpoint, optim
-from tinygrad_cv import lenet_demo
+from tinygrad_cv import train_demo
 from tinygrad_cv.lenet_demo import UsageError, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # the demo gets no chance to clean up, as with `kill -9` or the machine losing power.
 DYING_DEMO = r"""
 import os, signal, sys
-from tinygrad_cv import lenet_demo
+from tinygrad_cv import lenet_demo, train_demo
 
 class DieAfter:
     def __init__(self, loader, k):
@@ -36,12 +36,13 @@ class DieAfter:
                 os.kill(os.getpid(), signal.SIGKILL)
             yield batch
 
-train_epoch = lenet_demo.train_epoch
+# the LeNet command runs train_demo's trainer, which looks train_epoch up in its own module
+train_epoch = train_demo.train_epoch
 def dying_train_epoch(model, loader, opt, scheduler, epoch, *rest):
     if epoch == int(os.environ["DIE_IN_EPOCH"]):
         loader = DieAfter(loader, int(os.environ["DIE_AFTER_BATCHES"]))
     return train_epoch(model, loader, opt, scheduler, epoch, *rest)
-lenet_demo.train_epoch = dying_train_epoch
+train_demo.train_epoch = dying_train_epoch
 sys.exit(lenet_demo.main(sys.argv[1:]))
 """
 
@@ -135,14 +136,14 @@ def _record_lrs(monkeypatch):
 
 
 def _interrupt_before_epoch(monkeypatch, stop_epoch):
-    train_epoch = lenet_demo.train_epoch
+    train_epoch = train_demo.train_epoch
 
     def interrupted(model, loader, opt, scheduler, epoch, *rest):
         if epoch == stop_epoch:
             raise KeyboardInterrupt
         return train_epoch(model, loader, opt, scheduler, epoch, *rest)
 
-    monkeypatch.setattr(lenet_demo, "train_epoch", interrupted)
+    monkeypatch.setattr(train_demo, "train_epoch", interrupted)
 
 
 def test_resume_with_more_epochs_never_raises_the_cosine_rate_and_ends_at_zero(fake_mnist, tmp_path, monkeypatch):
