@@ -103,7 +103,7 @@ def write_fake_mnist(folder, n_train, n_test):
     return folder
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session: module-scoped fixtures build their data with it too
 def fake_mnist_files():
     """``write_fake_mnist`` for the demo tests (each picks its own sizes)."""
     return write_fake_mnist

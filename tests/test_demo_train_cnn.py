@@ -21,10 +21,9 @@ CIFAR_RECORD, CIFAR_PER_FILE = 3073, 10_000
 
 
 @pytest.fixture(scope="module")
-def fake_mnist(tmp_path_factory):
-    from conftest import write_fake_mnist
-
-    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), 64, 20)
+def fake_mnist(tmp_path_factory, fake_mnist_files):
+    # the conftest's writer through its fixture: "import conftest" would find tests/data/conftest.py in a full run
+    return fake_mnist_files(tmp_path_factory.mktemp("mnist"), 64, 20)
 
 
 @pytest.fixture(scope="module")

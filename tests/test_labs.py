@@ -33,10 +33,9 @@ def load_demo(name):
 
 
 @pytest.fixture(scope="module")
-def fake_mnist(tmp_path_factory):
-    from conftest import write_fake_mnist
-
-    return write_fake_mnist(tmp_path_factory.mktemp("mnist"), 300, 80)
+def fake_mnist(tmp_path_factory, fake_mnist_files):
+    # the conftest's writer through its fixture: "import conftest" would find tests/data/conftest.py in a full run
+    return fake_mnist_files(tmp_path_factory.mktemp("mnist"), 300, 80)
 
 
 # --- transfer ------------------------------------------------------------------------------------
@@ -84,12 +83,10 @@ def test_transfer_lab_runs_end_to_end(fake_mnist, tmp_path, capsys):
     assert "loaded" in printed and "pretrained in" not in printed
 
 
-def test_transfer_lab_from_another_source_with_figures(fake_mnist, tmp_path):
+def test_transfer_lab_from_another_source_with_figures(fake_mnist, fake_mnist_files, tmp_path):
     pytest.importorskip("matplotlib")
-    from conftest import write_fake_mnist
-
     (tmp_path / "fashion").mkdir()
-    fashion = write_fake_mnist(tmp_path / "fashion", 200, 40)  # stands in for Fashion-MNIST: ten classes
+    fashion = fake_mnist_files(tmp_path / "fashion", 200, 40)  # stands in for Fashion-MNIST: ten classes
     demo = load_demo("transfer")
     figures = tmp_path / "figures"
     assert demo.main(["--data", str(fake_mnist), "--source", "fashion", "--source-data", str(fashion),
