@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import itertools
 import threading
 import weakref
 
@@ -39,6 +40,7 @@ __all__ = [
     "backward",
     "grad",
     "once_differentiable",
+    "RemovableHandle",
 ]
 
 
@@ -594,6 +596,49 @@ class _LeafHookDict(collections.OrderedDict):
 def _leaf_hooks_of(node):
     """``node._backward_hooks``, or None where no hook was ever registered."""
     return getattr(node, "_backward_hooks", None)
+
+
+# --- hook handles (tensors here, modules in nn/hooks.py share them) ----------------------------
+_next_handle_id = itertools.count()  # one counter for every dict: an id never means two hooks
+
+
+class RemovableHandle:
+    """Removes the hook it was returned for: ``handle.remove()``, or use it as a context manager.
+
+    ``RemovableHandle(hooks_dict, *, extra_dict=None)``: the handle's ``id``
+    is the key of the hook in ``hooks_dict`` (and in the ``extra_dict``
+    dicts, which hold per-hook flags such as ``with_kwargs``). The dicts are
+    held weakly, so a handle never keeps a module or a graph alive;
+    ``remove()`` is idempotent and harmless once they are gone.
+    """
+
+    __slots__ = ("id", "hooks_dict_ref", "extra_dict_ref")
+
+    def __init__(self, hooks_dict, *, extra_dict=None):
+        self.id = next(_next_handle_id)
+        self.hooks_dict_ref = weakref.ref(hooks_dict)
+        if extra_dict is None:
+            extra_dict = ()
+        elif not isinstance(extra_dict, (list, tuple)):
+            extra_dict = (extra_dict,)
+        self.extra_dict_ref = tuple(weakref.ref(d) for d in extra_dict)
+
+    def remove(self):
+        """Unregister the hook (again: nothing happens)."""
+        for ref in (self.hooks_dict_ref, *self.extra_dict_ref):
+            d = ref()
+            if d is not None:
+                d.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+    def __repr__(self):
+        return f"<RemovableHandle id={self.id}>"
 
 
 def _tensor_hooks(node):

@@ -17,7 +17,7 @@ import numpy as np
 from . import random as _random
 from .cuda import is_cuda_array as _is_cuda  # the one "is this a GPU array?" (imports nothing heavy)
 from .cuda import move as _move  # the one place data crosses between host and GPU
-from .autograd import Node, _tensor_hooks, is_grad_enabled
+from .autograd import Node, RemovableHandle, _tensor_hooks, is_grad_enabled
 from .ops import elementwise as E
 from .ops import movement as M
 from .ops import reduce as R
@@ -362,7 +362,6 @@ class Tensor(Node):
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if not callable(hook):
             raise TypeError(f"a hook must be callable, got {type(hook).__name__} {hook!r}")
-        from .nn.hooks import RemovableHandle  # here: tinygrad_cv.nn imports this module
 
         hooks = _tensor_hooks(self)
         handle = RemovableHandle(hooks)
