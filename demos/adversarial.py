@@ -43,6 +43,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tinygrad_cv as tg
+from tinygrad_cv.cli import UsageError
+from tinygrad_cv.cli import integer as _count
+from tinygrad_cv.cli import real as _real
 import tinygrad_cv.functional as F
 from tinygrad_cv import adversarial as adv
 from tinygrad_cv import checkpoint, nn, optim
@@ -52,10 +55,6 @@ from tinygrad_cv.models import LeNet5
 
 PROG = "adversarial"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-
-
-class UsageError(Exception):
-    """A command that cannot run as given: reported in one line, exit status 2."""
 
 
 class PixelLeNet5(nn.Module):
@@ -76,34 +75,7 @@ class PixelLeNet5(nn.Module):
 
 
 # --- options ----------------------------------------------------------------------------------
-def _count(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
-
-
 _positive_int = _count(1)
-
-
-def _real(low, low_open=False, high=math.inf):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
-            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}"
-                                             f"{'' if high == math.inf else f' and <= {high:g}'}, got {text}")
-        return value
-
-    return parse
 
 
 def _eps_list(text):

@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import importlib.util
 import json
-import math
 import os
 import sys
 import time

@@ -63,6 +63,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tinygrad_cv as tg
+from tinygrad_cv.cli import UsageError
+from tinygrad_cv.cli import integer as _count
+from tinygrad_cv.cli import number_list as _list
+from tinygrad_cv.cli import real as _real
 import tinygrad_cv.functional as F
 from tinygrad_cv import checkpoint, nn, optim
 from tinygrad_cv.io import atomic_output
@@ -80,53 +84,7 @@ DEFAULTS = dict(labels=[1, 10, 100, 1000], pretrain_epochs=4, max_steps=400, pro
                 l2=[1e-4, 1e-3, 1e-2, 1e-1, 1.0])
 
 
-class UsageError(Exception):
-    """A command that cannot run as given: reported in one line, exit status 2."""
-
-
 # --- options ----------------------------------------------------------------------------------
-def _count(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
-
-
-def _real(low, low_open=False, high=math.inf):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
-            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}"
-                                             f"{'' if high == math.inf else f' and <= {high:g}'}, got {text}")
-        return value
-
-    return parse
-
-
-def _list(parse_one, what):
-    def parse(text):
-        values = []
-        for part in text.split(","):
-            try:
-                values.append(parse_one(part.strip()))
-            except argparse.ArgumentTypeError as e:
-                raise argparse.ArgumentTypeError(f"{what}: {e}") from None
-        if len(set(values)) != len(values):
-            raise argparse.ArgumentTypeError(f"{what}: a value is repeated in {text!r}")
-        return sorted(values)
-
-    return parse
-
-
 def build_parser():
     p = argparse.ArgumentParser(prog=PROG, description="Transfer learning with few labels: LeNet-5 pretrained on "
                                                         "MNIST 0-4 (or Fashion-MNIST), reused for MNIST 5-9.")

@@ -106,6 +106,7 @@ from tinygrad_cv import random as tg_random
 from tinygrad_cv.cuda import CudaUnavailableError
 from tinygrad_cv.data import CIFAR10, MNIST, CIFARError, DataLoader, FashionMNIST, IDXError
 from tinygrad_cv.data import transforms as T
+from tinygrad_cv.cli import UsageError, integer
 from tinygrad_cv.io.safetensors import atomic_output
 from tinygrad_cv.kernels.jit import compile_notice
 
@@ -277,22 +278,8 @@ class Program:
 TRAIN = Program("tinygrad-cv-train", "Train a CNN on MNIST, Fashion-MNIST or CIFAR-10 with tinygrad_cv.")
 
 
-class UsageError(Exception):
-    """A command that cannot run as given (not a bug): the CLI reports it in one line and exits with status 2."""
-
-
 # --- option parsing ---------------------------------------------------------------------------
-def _integer(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
+_integer = integer
 
 
 def _real(low, high=math.inf, low_open=False, high_open=True):
