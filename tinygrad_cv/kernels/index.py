@@ -223,7 +223,7 @@ def generate() -> str:
     sources = {q: _with_helpers(cls) for q, cls in functions.items()}
     public = _public_callables()
     test_files = sorted(TESTS.rglob("*.py"), key=_rel)
-    chapters = sorted(DOCS.glob("[0-9][0-9]_*.md"), key=_rel)
+    chapters = sorted(DOCS.glob("[0-9][0-9]*_*.md"), key=_rel)  # 10a_... too
 
     lines = [
         "# Operation index",
