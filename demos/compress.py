@@ -41,6 +41,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tinygrad_cv as tg
+from tinygrad_cv.cli import run_program
 import tinygrad_cv.functional as F
 from tinygrad_cv import checkpoint, nn, optim
 from tinygrad_cv.compression import compress, singular_values
@@ -336,14 +337,7 @@ def main(argv=None):
     From the command line a user error prints one line and exits with status 2 (``--debug``: the traceback);
     called with a list, the error is raised.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args, sys.argv[1:] if argv is None else list(argv))
-    except USER_ERRORS as e:
-        if argv is not None or args.debug:
-            raise
-        parser.exit(2, f"{PROG}: error: {e}\n")
+    return run_program(build_parser(), argv, run, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import tinygrad_cv as tg
-from tinygrad_cv.cli import UsageError
+from tinygrad_cv.cli import UsageError, run_program
 from tinygrad_cv.cli import integer as _count
 from tinygrad_cv.cli import number_list as _list
 from tinygrad_cv.cli import real as _real
@@ -583,14 +583,7 @@ def main(argv=None):
     From the command line a user error prints one line and exits with status 2 (``--debug``: the traceback);
     called with a list, the error is raised.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args, sys.argv[1:] if argv is None else list(argv))
-    except USER_ERRORS as e:
-        if argv is not None or args.debug:
-            raise
-        parser.exit(2, f"{PROG}: error: {e}\n")
+    return run_program(build_parser(), argv, run, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
-__all__ = ["UsageError", "integer", "real", "number_list"]
+__all__ = ["UsageError", "integer", "real", "number_list", "run_program"]
 
 
 class UsageError(Exception):
@@ -70,3 +71,19 @@ def number_list(parse_one, what, unique=True):
         return sorted(values) if unique else values
 
     return parse
+
+
+def run_program(parser, argv, run, user_errors):
+    """Parse ``argv`` with ``parser`` and return ``run(args, argv_list)``, reporting user errors the programs' way.
+
+    From the command line (``argv`` None) an exception in ``user_errors`` prints one line
+    ``PROG: error: ...`` and exits with status 2, unless ``--debug`` asks for the traceback;
+    called from Python with a list, the error is raised so that the caller can catch it.
+    """
+    args = parser.parse_args(argv)
+    try:
+        return run(args, sys.argv[1:] if argv is None else list(argv))
+    except user_errors as e:
+        if argv is not None or getattr(args, "debug", False):
+            raise
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
