@@ -28,8 +28,8 @@ DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [p for p in [ROOT / "README.m
 FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})\s*([^`]*)$")
 
 
-def python_blocks(text):
-    """``(line, code)`` for each block to run; ``line`` is the 1-based line of its opening fence."""
+def fenced_blocks(text):
+    """``(line, info words, body lines)`` for every fenced block; ``line`` is the 1-based line of its opening fence."""
     blocks, lines, i = [], text.splitlines(), 0
     while i < len(lines):
         m = FENCE.match(lines[i])
@@ -44,10 +44,14 @@ def python_blocks(text):
             body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
             i += 1
         i += 1
-        words = info.split()
-        if words[:1] == ["python"] and "no-run" not in words[1:]:
-            blocks.append((start, textwrap.dedent("\n".join(body)) + "\n"))
+        blocks.append((start, info.split(), body))
     return blocks
+
+
+def python_blocks(text):
+    """``(line, code)`` for each block to run; ``line`` is the 1-based line of its opening fence."""
+    return [(start, textwrap.dedent("\n".join(body)) + "\n") for start, words, body in fenced_blocks(text)
+            if words[:1] == ["python"] and "no-run" not in words[1:]]
 
 
 def run_doc(path):

@@ -26,33 +26,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_docs import fenced_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = sorted((ROOT / "docs").glob("*.md")) + [p for p in [ROOT / "README.md"] if p.is_file()]
 
-FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})\s*([^`]*)$")
 ELISION = re.compile(r"^\s*# \.\.\.\s*$")
 
 
 def quote_blocks(text):
     """``(line, path, body)`` for each block whose info string has ``quote=PATH``."""
-    blocks, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        m = FENCE.match(lines[i])
-        if not m:
-            i += 1
-            continue
-        indent, fence, info = m.groups()
-        start, body = i + 1, []
-        i += 1
-        while i < len(lines) and not re.match(rf"^ {{0,3}}{fence[0]}{{{len(fence)},}}\s*$", lines[i]):
-            body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i].lstrip())
-            i += 1
-        i += 1
-        for word in info.split()[1:]:
-            if word.startswith("quote="):
-                blocks.append((start, word[len("quote="):], body))
-    return blocks
+    return [(start, word[len("quote="):], body) for start, words, body in fenced_blocks(text)
+            for word in words[1:] if word.startswith("quote=")]
 
 
 def _segments(body):
