@@ -36,8 +36,8 @@ ELISION = re.compile(r"^\s*# \.\.\.\s*$")
 
 def quote_blocks(text):
     """``(line, path, body)`` for each block whose info string has ``quote=PATH``."""
-    return [(start, word[len("quote="):], body) for start, words, body in fenced_blocks(text)
-            for word in words[1:] if word.startswith("quote=")]
+    return [(b.line, word[len("quote="):], b.body) for b in fenced_blocks(text)
+            for word in b.words[1:] if word.startswith("quote=")]
 
 
 def _segments(body):
