@@ -56,6 +56,8 @@ CASES = [
     ("check_linear_module", "ch10a", "Linear"),
     ("check_momentum_step", "ch11", "momentum_step"),
     ("check_adam_step", "ch11", "adam_step"),
+    ("check_early_stopping", "ch11a", "early_stopping"),
+    ("check_train_val_split", "ch11a", "train_val_split"),
     ("check_dropout", "ch12", "Dropout"),
     ("check_batch_norm", "ch12", "BatchNorm"),
     ("check_train_step", "ch13", "train_step"),
@@ -451,6 +453,64 @@ def _wrong_adam_step():
     return [(no_bias_correction, "bias correction")]
 
 
+def _wrong_early_stopping():
+    def best_of_all(val_losses, patience):
+        _, stop = solution("ch11a").early_stopping(val_losses, patience)
+        return int(np.argmin(val_losses)) + 1, stop              # BUG: counts epochs never trained
+
+    def one_late(val_losses, patience):
+        best, best_epoch, waited = np.inf, 0, 0
+        for epoch, loss in enumerate(val_losses, 1):
+            if loss < best:
+                best, best_epoch, waited = loss, epoch, 0
+            else:
+                waited += 1
+                if waited > patience:                           # BUG: one epoch too many
+                    return best_epoch, epoch
+        return best_epoch, len(val_losses)
+
+    def ties_improve(val_losses, patience):
+        best, best_epoch, waited = np.inf, 0, 0
+        for epoch, loss in enumerate(val_losses, 1):
+            if loss <= best:                                    # BUG: a tie resets the patience
+                best, best_epoch, waited = loss, epoch, 0
+            else:
+                waited += 1
+                if waited == patience:
+                    return best_epoch, epoch
+        return best_epoch, len(val_losses)
+
+    def from_zero(val_losses, patience):
+        best, stop = solution("ch11a").early_stopping(val_losses, patience)
+        return best - 1, stop - 1                               # BUG: epochs counted from 0
+
+    return [(best_of_all, "not the minimum of the whole list"), (one_late, "one epoch late"),
+            (ties_improve, "a tie is not an improvement"), (from_zero, "counted from 1")]
+
+
+def _wrong_train_val_split():
+    def not_stratified(labels, val_fraction, seed):
+        order = np.random.default_rng(seed).permutation(len(labels))   # BUG: the classes' shares drift
+        k = round(val_fraction * len(labels))
+        return order[k:], order[:k]
+
+    def first_of_each_class(labels, val_fraction, seed):
+        train, val = [], []
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)                       # BUG: always the same examples
+            k = round(val_fraction * len(members))
+            val.append(members[:k])
+            train.append(members[k:])
+        return np.concatenate(train), np.concatenate(val)
+
+    def with_replacement(labels, val_fraction, seed):
+        val = np.random.default_rng(seed).choice(len(labels), round(val_fraction * len(labels)))   # BUG: repeats
+        return np.setdiff1d(np.arange(len(labels)), val), val
+
+    return [(not_stratified, "split each class separately"), (first_of_each_class, "does not depend on the seed"),
+            (with_replacement, "appears 2 times")]
+
+
 def _wrong_dropout():
     class NoScale(tg.Function):
         @staticmethod
@@ -594,6 +654,7 @@ WRONG = {
     "check_max_pool_backward": _wrong_max_pool_backward, "check_delta_rule": _wrong_delta_rule,
     "check_leaky_relu": _wrong_leaky_relu, "check_linear_module": _wrong_linear_module,
     "check_momentum_step": _wrong_momentum_step, "check_adam_step": _wrong_adam_step,
+    "check_early_stopping": _wrong_early_stopping, "check_train_val_split": _wrong_train_val_split,
     "check_dropout": _wrong_dropout, "check_batch_norm": _wrong_batch_norm,
     "check_train_step": _wrong_train_step, "check_im2col": _wrong_im2col, "check_block_max": _wrong_block_max,
     "check_saliency": _wrong_saliency, "check_fgsm": _wrong_fgsm,

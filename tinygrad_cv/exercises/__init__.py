@@ -59,6 +59,10 @@ from .engine import (  # noqa: F401  (re-exported)
     check_topological_order,
     check_unbroadcast,
 )
+from .generalisation import (  # noqa: F401  (re-exported)
+    check_early_stopping,
+    check_train_val_split,
+)
 from .practice import (  # noqa: F401  (re-exported)
     check_block_max,
     check_distillation_loss,
@@ -80,8 +84,9 @@ __all__ = [
     "check_conv_output_size", "check_conv2d_backward_input", "check_max_pool_backward",
     # chapter 10, 10a: MLP, modules
     "check_delta_rule", "check_leaky_relu", "check_linear_module",
-    # chapter 11-13: optimisers, regularisation, training
-    "check_momentum_step", "check_adam_step", "check_dropout", "check_batch_norm", "check_train_step",
+    # chapter 11-13: optimisers, generalisation, regularisation, training
+    "check_momentum_step", "check_adam_step", "check_early_stopping", "check_train_val_split",
+    "check_dropout", "check_batch_norm", "check_train_step",
     # chapter 14-15: making it fast, the GPU
     "check_im2col", "check_block_max",
     # chapter 16-18: looking inside, attacks, distillation
