@@ -275,3 +275,77 @@ def test_lab_command_line_reports_user_errors_in_one_line(name, tmp_path):
         else f"data folder {tmp_path / 'nowhere'} does not exist")
     done = subprocess.run(cmd[:2] + ["--seed", "-1"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--seed: must be at least 0, got -1" in done.stderr
+
+
+# --- deeper ablation ---------------------------------------------------------------------------
+DEEPER_TINY = ["--train-size", "40", "--val-size", "20", "--epochs", "1", "--lrs", "0.05,1e6", "--bn-epochs", "1",
+               "--small-size", "30", "--reg-epochs", "2", "--seeds", "2"]
+
+
+def test_deeper_ablation_runs_end_to_end_on_validation_data_only(fake_mnist, tmp_path, monkeypatch, capsys):
+    demo = load_demo("deeper_ablation")
+    splits = []
+    real = demo.FashionMNIST
+
+    def spy(root, train=True, **kwargs):  # the test split must never be read
+        splits.append(train)
+        return real(root, train=train, **kwargs)
+
+    monkeypatch.setattr(demo, "FashionMNIST", spy)
+    out = tmp_path / "run"
+    assert demo.main(["--data", str(fake_mnist), "--out", str(out)] + DEEPER_TINY) == 0
+    assert splits == [True]
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert list(results) == ["degradation", "batchnorm", "regularisers"]
+    assert list(results["degradation"]) == ["plain20", "plain56", "resnet20", "resnet56"]
+    # plain and residual twins have the same parameters (option A shortcuts carry none)
+    deg = results["degradation"]
+    assert deg["plain20"]["params"] == deg["resnet20"]["params"] < deg["plain56"]["params"] == deg["resnet56"]["params"]
+    for r in deg.values():
+        assert len(r["history"]) == 1 and 0 <= r["history"][0]["train_acc"] <= 1
+    # a learning rate of a million is refused as unstable, with and without batch norm, and the table says so
+    bn = results["batchnorm"]
+    assert not bn["plain/1e+06"]["stable"] and not bn["bn/1e+06"]["stable"]
+    assert "(unstable)" in printed and "| 1e+06 |" in printed
+    reg = results["regularisers"]
+    assert list(reg) == ["none", "dropout", "dropconnect", "maxout", "maxout+dropout"]
+    assert all(len(r["runs"]) == 2 for r in reg.values())
+    assert reg["maxout"]["params"] > reg["none"]["params"] == reg["dropout"]["params"] == reg["dropconnect"]["params"]
+    assert (out / "results.md").read_text().strip() in printed
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert {f"deeper_{n}.png" for n in ("degradation", "batchnorm", "regularisers")} <= set(os.listdir(out))
+    assert no_temporary_files(out)
+
+
+def test_deeper_ablation_models():
+    demo = load_demo("deeper_ablation")
+    import tinygrad_cv as tg
+
+    tg.manual_seed(0)
+    x = tg.randn(3, 1, 28, 28)
+    for bn in (False, True):
+        net = demo.vgg_net(bn)
+        assert net(x).shape == (3, 10)
+        assert any(type(m).__name__ == "BatchNorm2d" for m in net.modules()) == bn
+    for kind in demo.REGULARISERS:
+        net = demo.mlp(kind, hidden=16)
+        net.eval()
+        a, b = net(x).detach().numpy(), net(x).detach().numpy()
+        assert a.shape == (3, 10) and np.array_equal(a, b)  # evaluation is deterministic
+        net.train()
+        c, d = net(x).detach().numpy(), net(x).detach().numpy()
+        # the stochastic regularisers draw a new mask each call in training mode; the others do not
+        assert np.array_equal(c, d) == (kind in ("none", "maxout")), kind
+
+
+def test_deeper_ablation_refuses_bad_options(fake_mnist, tmp_path):
+    demo = load_demo("deeper_ablation")
+    for argv in (["--data", "d", "--lrs", "0.1,-1"], ["--data", "d", "--epochs", "0"], ["--data", "d", "--lr", "0"],
+                 ["--data", "d", "--only", "everything"]):
+        with pytest.raises(SystemExit):
+            demo.build_parser().parse_args(argv)
+    with pytest.raises(demo.UsageError, match="does not exist"):
+        demo.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    with pytest.raises(demo.UsageError, match="more than the 300 images"):
+        demo.main(["--data", str(fake_mnist), "--out", str(tmp_path / "o"), "--train-size", "290", "--val-size", "20"])
