@@ -49,6 +49,7 @@ from tinygrad_cv.cli import real as _real
 import tinygrad_cv.functional as F
 from tinygrad_cv import adversarial as adv
 from tinygrad_cv import checkpoint, nn, optim
+from tinygrad_cv.io.figures import pyplot, save_png
 from tinygrad_cv.data import MNIST, ArrayDataset, DataLoader, IDXError
 from tinygrad_cv.data import transforms as T
 from tinygrad_cv.models import LeNet5
@@ -307,17 +308,6 @@ def lbfgs_summary(model, x, y, args):
 
 
 # --- figures -------------------------------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 def _show(ax, img, title=None, signed=None, color="black"):
     if signed is None:
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
@@ -330,20 +320,7 @@ def _show(ax, img, title=None, signed=None, color="black"):
 
 
 def _save(fig, out, name):
-    path = os.path.join(out, f"adversarial_{name}.png")
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    _optimise_png(path)
-    return path
-
-
-def _optimise_png(path):
-    """Re-save as an 8-bit palette PNG when Pillow is there: a third of the size, no visible change for these plots."""
-    try:
-        from PIL import Image
-    except ImportError:
-        return
-    image = Image.open(path).convert("RGB")
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return save_png(fig, os.path.join(out, f"adversarial_{name}.png"), dpi=80)
 
 
 def figure_examples(plt, out, model, x, y, eps, args, seed):
@@ -599,7 +576,7 @@ def run(args, argv):
             results["seeds"][key] = {m: dict(zip(("mean", "std"), _mean_std(v)), values=v) for m, v in row.items()}
         seconds["seeds"] = time.perf_counter() - t0
 
-    plt = None if args.no_plots else _pyplot()
+    plt = None if args.no_plots else pyplot()
     if plt is not None:
         paths = [figure_examples(plt, args.out, standard, x[:5], y[:5], args.figure_eps, args, args.seed),
                  figure_accuracy(plt, args.out, results, args),

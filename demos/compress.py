@@ -44,6 +44,7 @@ import tinygrad_cv as tg
 from tinygrad_cv.cli import run_program
 import tinygrad_cv.functional as F
 from tinygrad_cv import checkpoint, nn, optim
+from tinygrad_cv.io.figures import pyplot
 from tinygrad_cv.compression import compress, singular_values
 from tinygrad_cv.data import DatasetNotFoundError, IDXError
 from tinygrad_cv.models import LeNet5
@@ -316,7 +317,7 @@ def run(args, argv):
         print(f"{key}: the curve bends (validation, within {args.tolerance:g} points) at rank "
               f"{results[key]['bend']['val']} without fine-tuning, {results[key]['bend']['val_ft']} with it")
 
-    plt = None if args.no_plots else distill._pyplot()
+    plt = None if args.no_plots else pyplot()
     if plt is not None:
         folder = args.figures or args.out
         paths = [figure_accuracy(plt, folder, results, args), figure_spectrum(plt, folder, results)]

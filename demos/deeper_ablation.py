@@ -41,7 +41,6 @@ and, with matplotlib, ``OUT/deeper_degradation.png``,
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -59,6 +58,7 @@ from tinygrad_cv.cli import number_list as _list
 from tinygrad_cv.cli import real as _real
 from tinygrad_cv.data import MNIST, DatasetNotFoundError, FashionMNIST, IDXError
 from tinygrad_cv.io import atomic_output
+from tinygrad_cv.io.figures import pyplot, save_png
 
 PROG = "deeper_ablation"
 EXPERIMENTS = ("degradation", "batchnorm", "regularisers")
@@ -325,27 +325,13 @@ def tables(results, args):
     return "\n".join(lines)
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 def _save(plt, fig, out, name):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    save_png(fig, os.path.join(out, f"deeper_{name}.png"), dpi=80)
     plt.close(fig)
-    with atomic_output(os.path.join(out, f"deeper_{name}.png")) as f:
-        f.write(buf.getvalue())
 
 
 def figures(results, out):
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return
     if "degradation" in results:

@@ -35,7 +35,6 @@ teacher's checkpoint.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -53,6 +52,7 @@ from tinygrad_cv.cli import real as _real
 import tinygrad_cv.functional as F
 from tinygrad_cv import checkpoint, nn, optim
 from tinygrad_cv.io import atomic_output
+from tinygrad_cv.io.figures import pyplot, save_png
 from tinygrad_cv.data import MNIST, DatasetNotFoundError, IDXError
 from tinygrad_cv.data import transforms as T
 from tinygrad_cv.distillation import distillation_loss, soft_targets
@@ -331,17 +331,6 @@ def write_report(out, r, args):
 
 
 # --- figures ------------------------------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 def _write_atomic(path, data):
     """Write ``data`` (bytes or str) to ``path`` atomically: a reader (or a run killed half-way) never sees a torn
     results file or figure; the old one stays until the new one is complete (tinygrad_cv.io.atomic_output)."""
@@ -350,25 +339,8 @@ def _write_atomic(path, data):
 
 
 def _save(fig, folder, name, prefix="distill"):
-    """Save a figure as ``folder/PREFIX_name.png`` (atomically), as a palette PNG when Pillow is there."""
-    path = os.path.join(folder, f"{prefix}_{name}.png")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _write_atomic(path, _optimise_png(buf.getvalue()))
-    return path
-
-
-def _optimise_png(png):
-    """The PNG bytes re-encoded as an 8-bit palette PNG when Pillow is there: a third of the size, no visible
-    change for plots; unchanged without Pillow."""
-    try:
-        from PIL import Image
-    except ImportError:
-        return png
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    out = io.BytesIO()
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
-    return out.getvalue()
+    """Save a figure as ``folder/PREFIX_name.png`` (atomically, a palette PNG: ``io.figures.save_png``)."""
+    return save_png(fig, os.path.join(folder, f"{prefix}_{name}.png"))
 
 
 def figure_temperature(plt, folder, r, args):
@@ -560,7 +532,7 @@ def run(args, argv):
                   f"({_pm(w[key]['test_error_digit_bias'])}% of the {d}s)")
         results["withheld"] = w
 
-    plt = None if args.no_plots else _pyplot()
+    plt = None if args.no_plots else pyplot()
     if plt is not None:
         folder = args.figures or args.out
         paths = [figure_temperature(plt, folder, results, args), figure_soft_targets(plt, folder, teacher, xt, yt)]

@@ -52,7 +52,6 @@ What it does, in order:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -70,6 +69,7 @@ from tinygrad_cv.cli import real as _real
 import tinygrad_cv.functional as F
 from tinygrad_cv import checkpoint, nn, optim
 from tinygrad_cv.io import atomic_output
+from tinygrad_cv.io.figures import pyplot, save_png
 from tinygrad_cv.data import MNIST, DatasetNotFoundError, FashionMNIST, IDXError
 from tinygrad_cv.models import LeNet5
 
@@ -568,17 +568,6 @@ def write_report(out, results, args):
 
 
 # --- figures ------------------------------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 def _write_atomic(path, data):
     """Write ``data`` (bytes or str) to ``path`` atomically: a reader (or a run killed half-way) never sees a torn
     results file or figure; the old one stays until the new one is complete (tinygrad_cv.io.atomic_output)."""
@@ -587,25 +576,8 @@ def _write_atomic(path, data):
 
 
 def _save(fig, folder, name):
-    """Save a figure as ``folder/transfer_name.png`` (atomically), as a palette PNG when Pillow is there."""
-    path = os.path.join(folder, f"transfer_{name}.png")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _write_atomic(path, _optimise_png(buf.getvalue()))
-    return path
-
-
-def _optimise_png(png):
-    """The PNG bytes re-encoded as an 8-bit palette PNG when Pillow is there: a third of the size, no visible
-    change for plots; unchanged without Pillow."""
-    try:
-        from PIL import Image
-    except ImportError:
-        return png
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    out = io.BytesIO()
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
-    return out.getvalue()
+    """Save a figure as ``folder/transfer_name.png`` (atomically, a palette PNG: ``io.figures.save_png``)."""
+    return save_png(fig, os.path.join(folder, f"transfer_{name}.png"))
 
 
 def figure_accuracy(plt, folder, summary, labels, source):
@@ -738,7 +710,7 @@ def run(args, argv):
         if key in summary:
             print(f"  {name:75s} " + "  ".join(f"n={n}: {_cell(summary[key][n])}" for n in args.labels))
 
-    plt = None if args.no_plots else _pyplot()
+    plt = None if args.no_plots else pyplot()
     if plt is not None:
         folder = args.figures or args.out
         paths = [figure_accuracy(plt, folder, summary, args.labels, args.source),

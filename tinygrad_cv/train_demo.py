@@ -108,6 +108,7 @@ from tinygrad_cv.data import CIFAR10, MNIST, CIFARError, DataLoader, FashionMNIS
 from tinygrad_cv.data import transforms as T
 from tinygrad_cv.cli import UsageError, integer
 from tinygrad_cv.io.safetensors import atomic_output
+from tinygrad_cv.io.figures import pyplot, save_png
 from tinygrad_cv.kernels.jit import compile_notice
 
 
@@ -626,14 +627,10 @@ def filter_images(weight):
 
 
 def save_plots(out, history, model, stem="lenet"):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
+    import matplotlib.ticker
     epochs = [h["epoch"] for h in history]
     fig = plt.figure(figsize=(13, 3.6))
     grid = fig.add_gridspec(1, 3, width_ratios=(1, 1, 1.1), wspace=0.3)
@@ -670,8 +667,7 @@ def save_plots(out, history, model, stem="lenet"):
             ax.imshow(image, cmap=None if image.ndim == 3 else "gray")
             ax.set_xticks([])
             ax.set_yticks([])
-    path = os.path.join(out, f"{stem}_training.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    path = save_png(fig, os.path.join(out, f"{stem}_training.png"), dpi=110)
     plt.close(fig)
     return path
 
