@@ -267,11 +267,13 @@ def regularisers(args, data):
                              schedule=False)
             train_acc, _ = accuracy_and_loss(model, *small["train"])  # eval mode: the network that is used
             results.append(dict(train_acc=train_acc, val_acc=history[-1]["val_acc"],
-                                curve=[h["val_acc"] for h in history]))
+                                val_loss=history[-1]["val_loss"], curve=[h["val_acc"] for h in history],
+                                loss_curve=[h["val_loss"] for h in history]))
         runs[kind] = dict(params=n_params(mlp(kind)), runs=results)
-        tr, va = (np.array([r[k] for r in results]) for k in ("train_acc", "val_acc"))
+        tr, va, vl = (np.array([r[k] for r in results]) for k in ("train_acc", "val_acc", "val_loss"))
         print(f"{kind:15s} train {100 * tr.mean():5.1f}%  validation {100 * va.mean():5.1f} ± "
-              f"{100 * va.std(ddof=1) if len(va) > 1 else 0:.1f}%  gap {100 * (tr - va).mean():4.1f}", flush=True)
+              f"{100 * va.std(ddof=1) if len(va) > 1 else 0:.1f}%  gap {100 * (tr - va).mean():4.1f}  "
+              f"validation loss {vl.mean():.3f}", flush=True)
     return runs
 
 
@@ -315,13 +317,14 @@ def tables(results, args):
     if "regularisers" in results:
         lines += [f"Regularisers: MLP 784-512-512-10 on {args.small_size} training images, Adam 1e-3, "
                   f"{args.reg_epochs} epochs, mean ± std over {args.seeds} seeds", "",
-                  "| regulariser | parameters | training accuracy | validation accuracy | gap |",
-                  "|---|---:|---:|---:|---:|"]
+                  "| regulariser | parameters | training accuracy | validation accuracy | gap | validation loss |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for kind, r in results["regularisers"].items():
-            tr, va = ([x[k] for x in r["runs"]] for k in ("train_acc", "val_acc"))
+            tr, va, vl = ([x[k] for x in r["runs"]] for k in ("train_acc", "val_acc", "val_loss"))
             gap = [a - b for a, b in zip(tr, va)]
-            lines.append("| {} | {:,} | {:.1f} ± {:.1f} % | {:.1f} ± {:.1f} % | {:.1f} ± {:.1f} |".format(
-                kind, r["params"], *_mean_std(tr), *_mean_std(va), *_mean_std(gap)))
+            lines.append("| {} | {:,} | {:.1f} ± {:.1f} % | {:.1f} ± {:.1f} % | {:.1f} ± {:.1f} | "
+                         "{:.3f} ± {:.3f} |".format(kind, r["params"], *_mean_std(tr), *_mean_std(va),
+                                                    *_mean_std(gap), *(m / 100 for m in _mean_std(vl))))
     return "\n".join(lines)
 
 
@@ -364,7 +367,7 @@ def figures(results, out):
         ax.grid(alpha=0.3)
         _save(plt, fig, out, "batchnorm")
     if "regularisers" in results:
-        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        fig, (ax, ax_l) = plt.subplots(1, 2, figsize=(10, 3.4))
         kinds = list(results["regularisers"])
         tr = [_mean_std([x["train_acc"] for x in results["regularisers"][k]["runs"]]) for k in kinds]
         va = [_mean_std([x["val_acc"] for x in results["regularisers"][k]["runs"]]) for k in kinds]
@@ -372,10 +375,17 @@ def figures(results, out):
         ax.bar(pos - 0.2, [m for m, _ in tr], 0.4, yerr=[s for _, s in tr], label="training")
         ax.bar(pos + 0.2, [m for m, _ in va], 0.4, yerr=[s for _, s in va], label="validation")
         low = min(m - s for m, s in va)
-        ax.set(xticks=pos, ylim=(max(0, low - 5), 100.5), ylabel="accuracy (%)")
+        ax.set(xticks=pos, ylim=(max(0, low - 5), 104), ylabel="accuracy (%)")
         ax.set_xticklabels(kinds, fontsize=8)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper center", ncol=2, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
+        for kind in kinds:  # the mean over seeds of the validation loss after each epoch
+            curves = np.array([x["loss_curve"] for x in results["regularisers"][kind]["runs"]], dtype=float)
+            ax_l.plot(np.arange(1, curves.shape[1] + 1), np.nanmean(curves, axis=0), label=kind)
+        ax_l.set(xlabel="epoch", ylabel="validation loss", title="mean over seeds")
+        ax_l.legend(fontsize=8)
+        ax_l.grid(alpha=0.3)
+        fig.tight_layout()
         _save(plt, fig, out, "regularisers")
 
 

@@ -311,6 +311,9 @@ def test_deeper_ablation_runs_end_to_end_on_validation_data_only(fake_mnist, tmp
     reg = results["regularisers"]
     assert list(reg) == ["none", "dropout", "dropconnect", "maxout", "maxout+dropout"]
     assert all(len(r["runs"]) == 2 for r in reg.values())
+    for r in reg.values():  # the validation loss after the last epoch is the last point of its curve
+        assert all(x["val_loss"] == x["loss_curve"][-1] > 0 for x in r["runs"])
+    assert "| validation loss |" in printed
     assert reg["maxout"]["params"] > reg["none"]["params"] == reg["dropout"]["params"] == reg["dropconnect"]["params"]
     assert (out / "results.md").read_text().strip() in printed
     if importlib.util.find_spec("matplotlib") is not None:
