@@ -281,8 +281,9 @@ RUNS = dict(degradation=degradation, batchnorm=batchnorm, regularisers=regularis
 
 
 # --- report -----------------------------------------------------------------------------------------
-def _mean_std(values):
-    a = 100 * np.asarray(values, dtype=float)
+def _mean_std(values, scale=100):
+    """Mean and sample standard deviation of ``scale * values`` (percent by default)."""
+    a = scale * np.asarray(values, dtype=float)
     return a.mean(), (a.std(ddof=1) if len(a) > 1 else 0.0)
 
 
@@ -324,7 +325,7 @@ def tables(results, args):
             gap = [a - b for a, b in zip(tr, va)]
             lines.append("| {} | {:,} | {:.1f} ± {:.1f} % | {:.1f} ± {:.1f} % | {:.1f} ± {:.1f} | "
                          "{:.3f} ± {:.3f} |".format(kind, r["params"], *_mean_std(tr), *_mean_std(va),
-                                                    *_mean_std(gap), *(m / 100 for m in _mean_std(vl))))
+                                                    *_mean_std(gap), *_mean_std(vl, scale=1)))
     return "\n".join(lines)
 
 
