@@ -51,6 +51,30 @@ def test_conv2d_and_gradients_match_torch(twin, cfg):
     np.testing.assert_allclose(gy.sum((0, 2, 3)), tb.grad.numpy(), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("x_shape, out_channels, pad4", [
+    ((3, 5, 7, 6), 4, (1, 1, 1, 1)),
+    ((2, 3, 4, 9), 6, (0, 2, 2, 0)),
+    ((9, 64, 7, 7), 64, (1, 1, 1, 1)),  # a shape the rule itself sends to Winograd
+])
+def test_winograd_conv2d_matches_torch(dtype, x_shape, out_channels, pad4):
+    """F(2x2, 3x3) forward and input gradient against PyTorch (float64 to 1e-9; float32 to its rounding)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((out_channels, x_shape[1], 3, 3)).astype(dtype)
+    b = rng.standard_normal(out_channels).astype(dtype)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = F.conv2d(_torch_pad(tx, pad4), tw, tb)
+    gy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.tensor(gy))
+    with conv_strategy("winograd"):
+        y = cpu.conv2d_forward(x, w, b, 1, pad4, 1, 1)
+        gx = cpu.conv2d_backward_input(gy, w, x.shape, 1, pad4, 1, 1)
+    tol = 1e-9 if dtype == np.float64 else 2e-4 * np.sqrt(9 * x_shape[1])
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("twin", ["reference", "cpu"])
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding, output_padding, groups, dilation",

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from kernel_test_utils import DTYPES, assert_close, conv_configs, conv_strategy, make_array, vdot
 from tinygrad_cv import kernels
 from tinygrad_cv.kernels import cpu, reference as ref, shapes
-from tinygrad_cv.kernels.conv import cpu_gemm
+from tinygrad_cv.kernels.conv import cpu as conv_cpu, cpu_gemm, cpu_winograd
 
 # compile the Numba kernels once, before the first hypothesis example
 pytestmark = pytest.mark.usefixtures("warm_kernels")
@@ -248,6 +248,97 @@ def test_gemm_path_chunks_over_the_batch(monkeypatch):
                cpu.conv2d_backward_weight(x, gy, w.shape, *args))
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@st.composite
+def winograd_configs(draw):
+    """3x3 stride-1 convolutions (Winograd's domain): odd and even output sizes, paddings 0-2 per side."""
+    pad4 = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(max(1, 3 - pad4[0] - pad4[1]), 9))
+    w = draw(st.integers(max(1, 3 - pad4[2] - pad4[3]), 9))
+    return dict(x_shape=(draw(st.integers(1, 5)), draw(st.integers(1, 6)), h, w),
+                w_shape=(draw(st.integers(1, 6)), None, 3, 3), padding=pad4,
+                layout=draw(st.sampled_from(["contiguous", "strided", "transposed"])),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=40)
+@given(cfg=winograd_configs(), budget=st.sampled_from([None, 16 * 6 * 4]))
+def test_winograd_matches_reference(dtype, cfg, budget):
+    """Winograd F(2x2, 3x3) forward and backward-input == the reference twin (one chunk or many)."""
+    cfg["w_shape"] = (cfg["w_shape"][0], cfg["x_shape"][1], 3, 3)
+    rng, x, w, b = _data(cfg, dtype)
+    p = cfg["padding"]
+    old = cpu_winograd._U_BUDGET
+    if budget is not None:  # a few tiles per chunk: many chunks of one image each
+        cpu_winograd._U_BUDGET = budget
+    try:
+        _check_winograd(x, w, b, p, rng, dtype, cfg["layout"])
+    finally:
+        cpu_winograd._U_BUDGET = old
+
+
+def _check_winograd(x, w, b, p, rng, dtype, layout):
+    with conv_strategy("winograd"):
+        assert conv_cpu._use_winograd("forward", x.shape[1], w.shape[0], 3, 3, (1, 1), (1, 1), 1, p, 1)
+        y = cpu.conv2d_forward(x, w, b, 1, p, 1, 1)
+        assert y.dtype == dtype
+        assert_close(y, ref.conv2d_forward(x, w, b, 1, p, 1, 1),
+                     ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), 1, p, 1, 1), dtype)
+        gy = make_array(rng, y.shape, dtype, layout)
+        gx = cpu.conv2d_backward_input(gy, w, x.shape, 1, p, 1, 1)
+        assert gx.shape == x.shape and gx.dtype == dtype
+        assert_close(gx, ref.conv2d_backward_input(gy, w, x.shape, 1, p, 1, 1),
+                     ref.conv2d_backward_input(np.abs(gy), np.abs(w), x.shape, 1, p, 1, 1), dtype)
+        # the one-call backward (the weight gradient comes from the heuristic's method)
+        gx1, gw1, gb1 = cpu.conv2d_backward(x, gy, w, 1, p, 1, 1)
+        np.testing.assert_array_equal(gx1, gx)
+        assert_close(gw1, ref.conv2d_backward_weight(x, gy, w.shape, 1, p, 1, 1),
+                     ref.conv2d_backward_weight(np.abs(x), np.abs(gy), w.shape, 1, p, 1, 1), dtype)
+
+
+def test_winograd_rule_and_its_domain():
+    """The heuristic picks Winograd for 64-128 channels on small images, forward and input only."""
+    use = conv_cpu._use_winograd
+    one, pad = (1, 1), (1, 1, 1, 1)
+    assert use("forward", 64, 64, 3, 3, one, one, 1, pad, 64)
+    assert use("input", 128, 128, 3, 3, one, one, 1, pad, 196)
+    assert not use("weight", 64, 64, 3, 3, one, one, 1, pad, 64)  # measured slower: im2col + GEMM
+    assert not use("forward", 32, 32, 3, 3, one, one, 1, pad, 256)  # transforms cost as much as they save
+    assert not use("forward", 256, 256, 3, 3, one, one, 1, pad, 49)  # the transformed weight leaves the cache
+    assert not use("forward", 64, 64, 3, 3, one, one, 1, pad, 28 * 28)
+    # outside F(2x2, 3x3)'s domain, even when forced
+    with conv_strategy("winograd"):
+        assert not use("forward", 64, 64, 3, 3, (2, 2), one, 1, pad, 64)
+        assert not use("forward", 64, 64, 3, 3, one, (2, 2), 1, pad, 64)
+        assert not use("forward", 64, 64, 5, 5, one, one, 1, pad, 64)
+        assert not use("forward", 64, 64, 3, 3, one, one, 2, pad, 64)
+        assert not use("forward", 64, 64, 3, 3, one, one, 1, (3, 3, 3, 3), 64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_is_deterministic_and_thread_independent(dtype):
+    """Each chunk owns its outputs: repeated runs and 1 or 2 threads give the same bits."""
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((37, 64, 7, 7)).astype(dtype)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((37, 64, 7, 7)).astype(dtype)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    assert conv_cpu._use_winograd("forward", 64, 64, 3, 3, (1, 1), (1, 1), 1, (1, 1, 1, 1), 49)
+    want = (cpu.conv2d_forward(x, w, None, *args), cpu.conv2d_backward_input(gy, w, x.shape, *args))
+    np.testing.assert_array_equal(cpu.conv2d_forward(x, w, None, *args), want[0])
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        got = (cpu.conv2d_forward(x, w, None, *args), cpu.conv2d_backward_input(gy, w, x.shape, *args))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert_close(want[0], ref.conv2d_forward(x, w, None, *args),
+                 ref.conv2d_forward(np.abs(x), np.abs(w), None, *args), dtype)
 
 
 @pytest.mark.parametrize("twin", ["reference", "cpu"])
