@@ -1,16 +1,16 @@
 """Each convolution method of the CPU twin forced in turn, on the same layers, in one process.
 
-    python bench/conv_methods.py                  # the 3x3 stride-1 layers of ResNets and VGGs
-    python bench/conv_methods.py --repeats 15
+    python bench/conv_methods.py
+    python bench/conv_methods.py --repeats 15 --filter "3x3 s1"
 
 The numbers behind the method rule of ``tinygrad_cv/kernels/conv/cpu.py``
-(``_use_gemm``, ``_use_winograd``): for each layer, forward and
-backward-input with each method forced (``direct``, ``gemm`` = chunked
-im2col + GEMM, ``winograd`` = F(2x2, 3x3)), and the method the rule picks.
-The methods take turns call by call (an A/B in one process, so the machine's
-drift hits all of them alike); reported is the fastest of ``--repeats``
-calls, in ms, float32, all cores. The weight gradient is left out: the rule
-never gives it to Winograd.
+(``_use_winograd``, ``_use_gemm``) and chapter 14's tables: for each layer,
+forward, backward-input and backward-weight with each method forced
+(``direct``; ``gemm`` = chunked im2col + GEMM; ``winograd`` = F(2x2, 3x3),
+3x3 stride-1 layers only, forward and input only), and the method the rule
+picks for each pass. The methods take turns call by call (an A/B in one
+process, so the machine's drift hits them alike); reported is the fastest of
+``--repeats`` calls in ms, float32, all cores.
 """
 from __future__ import annotations
 
@@ -23,62 +23,91 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygrad_cv.kernels.conv import cpu as conv_cpu  # noqa: E402
+from tinygrad_cv.kernels import shapes  # noqa: E402
+from tinygrad_cv.kernels.conv import cpu as conv_cpu, cpu_winograd  # noqa: E402
 
-# (batch, channels in, channels out, image size): 3x3, stride 1, padding 1
+# (name, batch, channels in, channels out, image size, kernel, stride, padding, groups)
 LAYERS = [
-    (128, 16, 16, 32), (128, 32, 32, 16), (128, 64, 64, 8),      # ResNet-20 on 32x32
-    (128, 16, 16, 28), (128, 32, 32, 14), (128, 64, 64, 7),      # ResNet-20 on 28x28
-    (128, 64, 64, 16), (128, 128, 128, 8),                       # wider stages
-    (32, 128, 128, 14), (32, 256, 256, 7),                       # ResNet-18 / VGG-like, batch 32
+    ("3x3 s2 16->32, 28x28", 128, 16, 32, 28, 3, 2, 1, 1),
+    ("1x1 s2 16->32, 28x28", 128, 16, 32, 28, 1, 2, 0, 1),
+    ("7x7 s2 3->64, 56x56", 32, 3, 64, 56, 7, 2, 3, 1),
+    ("dw 3x3 s2 32, 28x28", 128, 32, 32, 28, 3, 2, 1, 32),
+    ("3x3 s1 16->16, 32x32", 128, 16, 16, 32, 3, 1, 1, 1),
+    ("3x3 s1 16->16, 28x28", 128, 16, 16, 28, 3, 1, 1, 1),
+    ("3x3 s1 32->32, 16x16", 128, 32, 32, 16, 3, 1, 1, 1),
+    ("3x3 s1 32->32, 14x14", 128, 32, 32, 14, 3, 1, 1, 1),
+    ("3x3 s1 64->64, 8x8", 128, 64, 64, 8, 3, 1, 1, 1),
+    ("3x3 s1 64->64, 7x7", 128, 64, 64, 7, 3, 1, 1, 1),
+    ("3x3 s1 64->64, 16x16", 128, 64, 64, 16, 3, 1, 1, 1),
+    ("3x3 s1 64->64, 28x28", 32, 64, 64, 28, 3, 1, 1, 1),
+    ("3x3 s1 128->128, 8x8", 128, 128, 128, 8, 3, 1, 1, 1),
+    ("3x3 s1 128->128, 14x14", 32, 128, 128, 14, 3, 1, 1, 1),
+    ("3x3 s1 256->256, 7x7", 32, 256, 256, 7, 3, 1, 1, 1),
+    ("1x1 s1 64->64, 14x14", 128, 64, 64, 14, 1, 1, 0, 1),
+    ("5x5 s1 6->16, 14x14", 128, 6, 16, 14, 5, 1, 0, 1),
 ]
 METHODS = ("direct", "gemm", "winograd")
+PASSES = ("forward", "input", "weight")
 
 
-def _time_once(fn):
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def picks(N, C, O, S, k, s, p, g):
+    """The method the rule picks for each pass."""
+    stride, dil, pad4 = (s, s), (1, 1), (p, p, p, p)
+    OH = shapes.conv_out_hw((S, S), (k, k), stride, pad4, dil)[0]
+    out = []
+    for kind in PASSES:
+        if conv_cpu._use_winograd(kind, C, O, k, k, stride, dil, g, pad4, OH * OH):
+            out.append("winograd")
+        else:
+            out.append("gemm" if conv_cpu._use_gemm(kind, N, O, C // g, k, k, g, OH * OH, s == 1) else "direct")
+    return out
+
+
+def measure(layer, repeats, rng):
+    """{method: [ms forward, input, weight]} (nan where a method does not apply)."""
+    _, N, C, O, S, k, s, p, g = layer
+    x = rng.standard_normal((N, C, S, S)).astype(np.float32)
+    w = rng.standard_normal((O, C // g, k, k)).astype(np.float32)
+    y = conv_cpu.conv2d_forward(x, w, None, s, p, 1, g)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    calls = [lambda: conv_cpu.conv2d_forward(x, w, None, s, p, 1, g),
+             lambda: conv_cpu.conv2d_backward_input(gy, w, x.shape, s, p, 1, g),
+             lambda: conv_cpu.conv2d_backward_weight(x, gy, w.shape, s, p, 1, g)]
+    wino = cpu_winograd.eligible(k, k, (s, s), (1, 1), g, (p, p, p, p))
+    best = {m: [np.inf] * 3 for m in METHODS}
+    for r in range(repeats + 1):  # round 0 compiles and warms up
+        for m in METHODS:
+            for part, fn in enumerate(calls):
+                if m == "winograd" and (not wino or part == 2):
+                    best[m][part] = np.nan
+                    continue
+                conv_cpu._FORCE_STRATEGY = m
+                t = time.perf_counter()
+                fn()
+                t = time.perf_counter() - t
+                conv_cpu._FORCE_STRATEGY = None
+                if r:
+                    best[m][part] = min(best[m][part], t * 1e3)
+    return best
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--filter", default=None, help="only layers whose name contains this")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    print("3x3 stride 1 padding 1, float32; fastest of", args.repeats, "alternating calls, ms (forward / input)")
-    print(f"{'layer (batch)':<24}" + "".join(f"{m:>18}" for m in METHODS) + "   rule picks")
-    for N, C, O, S in LAYERS:
-        x = rng.standard_normal((N, C, S, S)).astype(np.float32)
-        w = rng.standard_normal((O, C, 3, 3)).astype(np.float32)
-        gy = rng.standard_normal((N, O, S, S)).astype(np.float32)
-        calls = {}
-        for m in METHODS:
-            def fwd(m=m):
-                conv_cpu._FORCE_STRATEGY = m
-                conv_cpu.conv2d_forward(x, w, None, 1, 1, 1, 1)
+    print(f"float32, fastest of {args.repeats} alternating calls; ms forward / input / weight")
+    print(f"{'layer':<24}{'batch':>6}" + "".join(f"{m:>22}" for m in METHODS) + "   rule picks")
+    for layer in LAYERS:
+        if args.filter and args.filter not in layer[0]:
+            continue
+        best = measure(layer, args.repeats, rng)
 
-            def inp(m=m):
-                conv_cpu._FORCE_STRATEGY = m
-                conv_cpu.conv2d_backward_input(gy, w, x.shape, 1, 1, 1, 1)
-            calls[m] = (fwd, inp)
-        best = {m: [np.inf, np.inf] for m in METHODS}
-        for r in range(args.repeats + 1):  # round 0 compiles and warms up
-            for m in METHODS:
-                for part, fn in enumerate(calls[m]):
-                    t = _time_once(fn)
-                    if r:
-                        best[m][part] = min(best[m][part], t)
-        conv_cpu._FORCE_STRATEGY = None
-        one, pad = (1, 1), (1, 1, 1, 1)
-        picks = []
-        for kind in ("forward", "input"):
-            if conv_cpu._use_winograd(kind, C, O, 3, 3, one, one, 1, pad, S * S):
-                picks.append("winograd")
-            else:
-                picks.append("gemm" if conv_cpu._use_gemm(kind, N, O, C, 3, 3, 1, S * S, True) else "direct")
-        cells = "".join(f"{best[m][0] * 1e3:>9.2f} /{best[m][1] * 1e3:>6.2f}" for m in METHODS)
-        print(f"{f'{C}->{O}, {S}x{S} ({N})':<24}{cells}   {' / '.join(picks)}", flush=True)
+        def cell(ms):
+            return " / ".join("-" if np.isnan(v) else f"{v:.1f}" for v in ms)
+        print(f"{layer[0]:<24}{layer[1]:>6}" + "".join(f"{cell(best[m]):>22}" for m in METHODS)
+              + "   " + " / ".join(picks(*layer[1:])), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,62 +14,54 @@ pick one per pass:
   convolutions: 16 small GEMMs over transformed 4x4 tiles, 2.25x fewer
   multiply-adds (forward and backward-input only).
 
-Measured with each path forced (ms forward / backward-input / backward-weight,
-best of 9 alternating runs in one process; float32, 2 cores, while another
-job ran, so absolute times are ~2x high but the two columns are comparable):
+Measured with each method forced (``python bench/conv_methods.py``: ms
+forward / backward-input / backward-weight, float32, all cores, fastest of 9
+calls, the methods alternating call by call in one process; "-": the method
+does not apply):
 
-==========================  =====  ===================  ===================
-layer (batch)               K      direct               gemm
-==========================  =====  ===================  ===================
-3x3 s2 16->32, 28x28 (128)  144    88 / 103 / 126       9.4 / 8.9 / 9.0
-1x1 s2 16->32, 28x28 (128)  16     11 / 13 / 13         1.9 / 2.3 / 1.9
-7x7 s2 3->64, 56x56 (32)    147    142 / 166 / 187      9.9 / 10 / 11
-depthwise 3x3 s2 32, 28x28  9      8.8 / 6.7 / 11       10 / 11 / 10
-3x3 s1 16->16, 28x28 (128)  144    8.7 / 9.6 / 10       15 / 15 / 15
-3x3 s1 32->32, 14x14 (128)  288    9.4 / 12 / 12        16 / 16 / 17
-3x3 s1 64->64, 28x28 (32)   576    22 / 30 / 28         31 / 30 / 34
-3x3 s1 64->64, 8x8 (128)    576    12 / 19 / 20         12 / 11 / 13
-3x3 s1 64->64, 7x7 (128)    576    15 / 17 / 19         11 / 9.9 / 11
-3x3 s1 128->128, 14 (32)    1152   35 / 40 / 41         30 / 29 / 33
-3x3 s1 256->256, 7 (32)     2304   52 / 57 / 62         28 / 31 / 38
-1x1 s1 64->64, 14x14 (128)  64     5.0 / 7.5 / 8.0      4.3 / 5.4 / 4.4
-5x5 s1 6->16, 14x14 (128)   150    2.2 / 4.7 / 3.8      3.7 / 3.7 / 3.6
-==========================  =====  ===================  ===================
+===========================  ===================  ===================  ===================
+layer (batch)                direct               gemm                 winograd
+===========================  ===================  ===================  ===================
+3x3 s2 16->32, 28x28 (128)   59.1 / 59.3 / 83.0   5.0 / 5.1 / 4.3      - / - / -
+1x1 s2 16->32, 28x28 (128)   7.0 / 7.0 / 9.1      1.2 / 1.8 / 1.0      - / - / -
+7x7 s2 3->64, 56x56 (32)     88.2 / 90.3 / 120.4  6.0 / 6.1 / 5.6      - / - / -
+dw 3x3 s2 32, 28x28 (128)    5.2 / 4.7 / 6.8      4.9 / 7.1 / 5.0      - / - / -
+3x3 s1 16->16, 32x32 (128)   5.9 / 6.8 / 8.9      12.3 / 12.1 / 8.4    10.9 / 10.7 / -
+3x3 s1 16->16, 28x28 (128)   4.5 / 5.2 / 6.7      9.7 / 9.4 / 6.6      8.0 / 7.9 / -
+3x3 s1 32->32, 16x16 (128)   6.2 / 8.2 / 9.7      8.7 / 8.3 / 6.9      6.5 / 6.3 / -
+3x3 s1 32->32, 14x14 (128)   4.9 / 5.5 / 7.5      7.3 / 7.0 / 5.9      5.8 / 5.5 / -
+3x3 s1 64->64, 8x8 (128)     9.4 / 9.9 / 12.6     7.1 / 7.1 / 6.7      5.5 / 5.4 / -
+3x3 s1 64->64, 7x7 (128)     8.6 / 10.0 / 11.0    6.0 / 6.0 / 5.5      5.4 / 5.3 / -
+3x3 s1 64->64, 16x16 (128)   22.1 / 25.1 / 34.1   23.4 / 23.4 / 21.0   16.0 / 15.9 / -
+3x3 s1 64->64, 28x28 (32)    15.6 / 18.3 / 24.3   17.4 / 16.9 / 15.0   12.5 / 12.6 / -
+3x3 s1 128->128, 8x8 (128)   36.8 / 42.4 / 52.0   21.6 / 22.3 / 29.5   16.5 / 16.8 / -
+3x3 s1 128->128, 14x14 (32)  18.3 / 21.1 / 27.8   15.3 / 15.4 / 16.3   13.8 / 13.9 / -
+3x3 s1 256->256, 7x7 (32)    33.2 / 38.2 / 43.8   16.6 / 18.1 / 26.5   30.0 / 30.2 / -
+1x1 s1 64->64, 14x14 (128)   3.8 / 4.8 / 5.9      3.8 / 4.8 / 4.1      - / - / -
+5x5 s1 6->16, 14x14 (128)    1.3 / 1.6 / 1.9      2.3 / 2.5 / 1.6      - / - / -
+===========================  ===================  ===================  ===================
 
-(K = C/groups * KH * KW, the length of each dot product.) So :func:`_use_gemm`
-picks GEMM for every strided and every 1x1 convolution, and for stride-1
-convolutions with long reductions on small images (K >= 512 and at most
-16x16 outputs); the register-blocked direct kernels keep wide images with
-few channels, where their flat loops over a whole plane run at full vector
-speed and im2col would copy the input KH*KW times.  Grouped convolutions
-with short reductions per group (depthwise) stay direct: each group's GEMM
-would be a sliver.
+Strided convolutions cannot use the direct kernels' flat-offset trick and
+lose by 5-20x; 1x1 convolutions are a plain matrix product.  So
+:func:`_use_gemm` picks GEMM for every strided and every 1x1 convolution; for
+stride-1 KxK convolutions it picks GEMM for the forward and input passes
+with long reductions on small images (K = C/groups * KH * KW >= 512, at most
+16x16 outputs), and for the weight gradient from K >= 256 (its GEMM has the
+whole chunk as the reduction and runs at BLAS speed); the register-blocked
+direct kernels keep wide images with few channels, where their flat loops
+over a whole plane run at full vector speed and im2col would copy the input
+KH*KW times.  Grouped convolutions with short reductions per group
+(depthwise) stay direct, but for the strided weight gradient.
 
-Winograd against the other two (``python bench/conv_methods.py``: 3x3
-stride 1 padding 1, float32, ms forward / backward-input, fastest of 9
-calls, the three methods alternating in one process on a quiet machine):
-
-==========================  ===========  ===========  ===========
-layer (batch)               direct       gemm         winograd
-==========================  ===========  ===========  ===========
-3x3 16->16, 32x32 (128)     5.3 / 6.1    11.5 / 11.8  10.3 / 10.3
-3x3 32->32, 16x16 (128)     5.9 / 6.9    8.5 / 8.0    6.2 / 6.0
-3x3 64->64, 8x8 (128)       9.2 / 10.5   6.8 / 6.7    5.3 / 5.2
-3x3 16->16, 28x28 (128)     4.4 / 5.2    9.8 / 9.9    7.9 / 7.8
-3x3 32->32, 14x14 (128)     4.8 / 5.4    7.0 / 7.7    5.3 / 5.2
-3x3 64->64, 7x7 (128)       8.7 / 10.2   6.1 / 7.1    5.3 / 5.2
-3x3 64->64, 16x16 (128)     22.7 / 24.8  24.1 / 24.7  16.3 / 16.5
-3x3 128->128, 8x8 (128)     37.5 / 41.7  21.4 / 21.4  16.1 / 16.7
-3x3 128->128, 14x14 (32)    18.3 / 18.5  15.2 / 15.7  13.5 / 13.8
-3x3 256->256, 7x7 (32)      32.5 / 38.5  15.8 / 18.3  29.0 / 29.6
-==========================  ===========  ===========  ===========
-
-With 16 or 32 channels the transforms (16 values per tile and channel, in
-and out) cost as much as the multiply-adds they save; from 64 channels the
-GEMMs dominate and Winograd wins by 10-35 %; at 256 channels the
+:func:`_use_winograd` comes first: with 16 or 32 channels Winograd's
+transforms (16 values per tile and channel, in and out) cost about as much
+as the multiply-adds they save, and only the input gradient (where the
+direct kernel scatters) gains from 32 channels; from 64 channels the GEMMs
+dominate and Winograd wins both passes by 10-35 %; at 256 channels the
 transformed weight (16 * C * O values) no longer stays in cache and GEMM
-wins again.  So :func:`_use_winograd` takes 64-128 channels in and out, at
-most 16x16 outputs (the largest measured), forward and backward-input.
+wins again.  So: forward from 64, input from 32 channels in and out, up to
+128, on outputs up to 28x28 (the largest measured).  Where two methods are
+within ~10 % of each other the rule's choice is a coin toss between them.
 
 Every parallel loop gives each work item exclusive ownership of the output
 elements it writes, and every sum runs in a fixed order, so two runs are
@@ -91,31 +83,36 @@ from .cpu_layout import _padded_input, _rows_needed, _spread_planes
 _FORCE_STRATEGY: str | None = None
 
 # Thresholds of _use_gemm (measured; see the module docstring).
-_GEMM_MIN_K_PER_GROUP = 32   # shorter reductions per group (depthwise 3x3: 9) stay direct
+_GEMM_MIN_K_PER_GROUP = 32   # shorter reductions per group (depthwise 3x3: 9) stay direct (strided weight gradient: GEMM)
 _GEMM_MIN_K_UNIT = 512       # stride-1 KxK (K > 1) convolutions: GEMM from 64 channels of 3x3 ...
 _GEMM_MAX_P_UNIT = 256       # ... on outputs of at most 16x16
+_GEMM_MIN_K_WEIGHT = 256     # their weight gradient: GEMM from 32 channels of 3x3, any image size
 
 
 def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
     """Pick the convolution path for one pass (see the module docstring for the numbers).
 
-    ``kind`` is "forward" / "input" / "weight" (the rule is the same for the
-    three passes today); ``unit`` means stride 1; P = OH * OW.
+    ``kind`` is "forward" / "input" / "weight"; ``unit`` means stride 1;
+    P = OH * OW.
     """
     if _FORCE_STRATEGY in ("direct", "gemm"):
         return _FORCE_STRATEGY == "gemm"
     K = Cg * KH * KW
-    if groups > 1 and K < _GEMM_MIN_K_PER_GROUP:
+    if groups > 1 and K < _GEMM_MIN_K_PER_GROUP and (unit or kind != "weight"):
         return False
     if not unit or KH * KW == 1:
         return True
+    if kind == "weight":
+        return K >= _GEMM_MIN_K_WEIGHT
     return K >= _GEMM_MIN_K_UNIT and P <= _GEMM_MAX_P_UNIT
 
 
-# Winograd F(2x2, 3x3) for the forward and backward-input passes of 3x3 stride-1 convolutions with
-# 64-128 channels in and out on outputs of at most 16x16 (measured; see the module docstring).
-_WINOGRAD_CHANNELS = (64, 128)
-_WINOGRAD_MAX_P = 256
+# Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: the forward pass from 64 channels in and out,
+# the input gradient (where the direct kernel's scatter is slower than its forward) from 32; up to 128
+# channels and 28x28 outputs (measured; see the module docstring).
+_WINOGRAD_MIN_CHANNELS = {"forward": 64, "input": 32}
+_WINOGRAD_MAX_CHANNELS = 128
+_WINOGRAD_MAX_P = 28 * 28
 
 
 def _use_winograd(kind, C, O, KH, KW, stride, dilation, groups, pad4, P) -> bool:
@@ -124,7 +121,7 @@ def _use_winograd(kind, C, O, KH, KW, stride, dilation, groups, pad4, P) -> bool
         return False
     if _FORCE_STRATEGY is not None:
         return _FORCE_STRATEGY == "winograd"
-    lo, hi = _WINOGRAD_CHANNELS
+    lo, hi = _WINOGRAD_MIN_CHANNELS[kind], _WINOGRAD_MAX_CHANNELS
     return lo <= C <= hi and lo <= O <= hi and P <= _WINOGRAD_MAX_P
 
 

@@ -35,10 +35,11 @@ against 7.5).
 
 Where it wins, and why only there: the transforms move 16 values per tile
 through memory for each channel, as much traffic as the GEMM's arithmetic
-takes time when C is small - at 16 and 32 channels Winograd was no faster
-than the direct kernels (``cpu.py`` has the table); with 64-128 channels the
-GEMMs dominate and the 2.25x fewer multiply-adds show. At 256 channels
-``V`` (16 * C * O) no longer fits in cache and it loses again.
+takes time when C is small - at 16 channels Winograd was slower than the
+direct kernels, at 32 it won only the input gradient (``cpu.py`` has the
+table); with 64-128 channels the GEMMs dominate and the 2.25x fewer
+multiply-adds show.  At 256 channels ``V`` (16 * C * O values) no longer
+fits in cache and it loses again.
 
 Rounding: the transforms add and subtract up to 4 terms and scale by 1/2, so
 the result differs from the direct sum by a few units in the last place
