@@ -62,7 +62,7 @@ from .cpu_layout import _NO_SUMS, _pad_planes
 _PAR, _SEQ = jit.PAR, jit.SEQ
 
 # Elements of a chunk's transformed input (16 * C * tiles). Measured (64->64 3x3 on 8x8 and
-# 7x7, batch 128, forward): 2**15 20-25 % slower, 2**17 to 2**19 within the noise.
+# 7x7, batch 128, forward): 2**15 15-25 % slower, 2**17 to 2**19 within the noise.
 _U_BUDGET = 1 << 18
 
 
