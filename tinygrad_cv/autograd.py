@@ -396,24 +396,30 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        # This runs for every node of every graph (and, in backward, for every
+        # operation a backward method uses), so it is written as one pass over
+        # the arguments with no helper calls on the common path: a training
+        # step at batch 1 is mostly this bookkeeping.
         node_type = None
-        raw, needs = [], []
+        raw, needs, nodes = [], [], []
         for a in args:
             if isinstance(a, Node):
                 if node_type is None:
                     node_type = type(a)
                 raw.append(a.data)
                 needs.append(a.requires_grad)
+                nodes.append(a)
             else:
                 raw.append(a)
                 needs.append(False)
+                nodes.append(None)
         if node_type is None:
             raise TypeError(f"{cls.__name__}.apply needs at least one Scalar or Tensor argument")
-        nodes = tuple(a if isinstance(a, Node) else None for a in args)
+        nodes = tuple(nodes)
         node_type._check_inputs(cls, nodes)
         ctx = Context(cls, nodes, tuple(needs))
         result = cls.forward(ctx, *raw, **kwargs)
-        track = _grad_mode.enabled and True in needs
+        track = True in needs and _grad_mode.enabled
         if type(result) is not tuple:
             out = node_type._from_function(result)
             node_type._link_views(out, nodes)

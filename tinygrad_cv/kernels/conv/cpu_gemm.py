@@ -191,28 +191,66 @@ def _sum_lanes(part, out):
 
 @njit(**_SEQ)
 def _im2col(xp, Wp, col, n0, KH, KW, OH, OW, sh, sw, dh, dw):
-    """col[(c, p, q), (n - n0, i, j)] = xp[n, c, i*s + p*d, j*s + q*d] for one chunk of images."""
+    """col[(c, p, q), (n - n0, i, j)] = xp[n, c, i*s + p*d, j*s + q*d] for one chunk of images.
+
+    With a column stride ``sw`` > 1 and more than one tap, each plane is first
+    split into its ``sw`` column phases (:func:`_column_phases`): tap column
+    j*sw + q*d is then column j + (q*d) // sw of phase (q*d) % sw, so every
+    tap's rows are unit-stride copies.  Gathering every sw-th element for each
+    of the KH*KW taps instead took 0.8 ns per element against 0.16 for the
+    unit-stride copy (3x3 stride 2, 16 channels, 32x32, one core).
+    """
     P = OH * OW
     K = col.shape[0]
     nb = col.shape[1] // P
     KK = KH * KW
-    for r in range(K):
-        c = r // KK
-        pq = r - c * KK
-        p = pq // KW
-        q = pq - p * KW
-        for nl in range(nb):
-            plane = xp[n0 + nl, c]
-            dst = col[r, nl * P:(nl + 1) * P]
-            for i in range(OH):
-                src = plane[(i * sh + p * dh) * Wp + q * dw:]
-                drow = dst[i * OW:(i + 1) * OW]
-                if sw == 1:
-                    for v in range(OW):
-                        drow[v] = src[v]
-                else:
-                    for v in range(OW):
-                        drow[v] = src[v * sw]
+    if sw == 1 or KK == 1:
+        for r in range(K):
+            c = r // KK
+            pq = r - c * KK
+            p = pq // KW
+            q = pq - p * KW
+            for nl in range(nb):
+                plane = xp[n0 + nl, c]
+                dst = col[r, nl * P:(nl + 1) * P]
+                for i in range(OH):
+                    src = plane[(i * sh + p * dh) * Wp + q * dw:]
+                    drow = dst[i * OW:(i + 1) * OW]
+                    if sw == 1:
+                        for v in range(OW):
+                            drow[v] = src[v]
+                    else:
+                        for v in range(OW):
+                            drow[v] = src[v * sw]
+        return
+    R = (OH - 1) * sh + (KH - 1) * dh + 1  # rows any tap reads
+    Wq = (Wp + sw - 1) // sw
+    phases = np.empty((sw, R, Wq), dtype=col.dtype)
+    C = K // KK
+    for nl in range(nb):
+        for c in range(C):
+            _column_phases(xp[n0 + nl, c], Wp, R, sw, phases)
+            for p in range(KH):
+                for q in range(KW):
+                    ph = phases[(q * dw) % sw]
+                    j0 = (q * dw) // sw
+                    dst = col[(c * KH + p) * KW + q, nl * P:(nl + 1) * P]
+                    for i in range(OH):
+                        src = ph[i * sh + p * dh, j0:j0 + OW]
+                        drow = dst[i * OW:(i + 1) * OW]
+                        for v in range(OW):
+                            drow[v] = src[v]
+
+
+@njit(**_SEQ)
+def _column_phases(plane, Wp, R, sw, phases):
+    """phases[a, r, j] = plane[r*Wp + j*sw + a] for the first R rows (the columns that exist)."""
+    for r in range(R):
+        row = plane[r * Wp:(r + 1) * Wp]
+        for a in range(sw):
+            dst = phases[a, r]
+            for j in range((Wp - a + sw - 1) // sw):
+                dst[j] = row[j * sw + a]
 
 
 @njit(**_SEQ)
