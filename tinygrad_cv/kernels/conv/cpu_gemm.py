@@ -255,25 +255,53 @@ def _column_phases(plane, Wp, R, sw, phases):
 
 @njit(**_SEQ)
 def _col2im(gcol, gx, n0, R, Wp, pt, pl, KH, KW, OH, OW, sh, sw, dh, dw):
-    """Adjoint of _im2col followed by the crop, for one chunk: taps added in (p, q) order per plane."""
+    """Adjoint of _im2col followed by the crop, for one chunk: taps added in (p, q) order per plane.
+
+    With a column stride > 1 and more than one tap, the taps are added into the
+    plane's column phases (as in :func:`_im2col`: unit-stride instead of every
+    sw-th element), which are then interleaved back; every element still
+    receives its taps in (p, q) order, so the sums are the same bits.
+    """
     C = gx.shape[1]
     P = OH * OW
     nb = gcol.shape[1] // P
     KK = KH * KW
     acc = np.empty(R * Wp, dtype=gx.dtype)
+    phased = sw > 1 and KK > 1
+    Wq = (Wp + sw - 1) // sw
+    phases = np.empty((sw if phased else 0, R, Wq), dtype=gx.dtype)
     for nl in range(nb):
         for c in range(C):
-            acc[:] = 0
-            for p in range(KH):
-                for q in range(KW):
-                    src = gcol[c * KK + p * KW + q, nl * P:(nl + 1) * P]
-                    for i in range(OH):
-                        dst = acc[(i * sh + p * dh) * Wp + q * dw:]
-                        srow = src[i * OW:(i + 1) * OW]
-                        if sw == 1:
+            if phased:
+                phases[:] = 0
+                for p in range(KH):
+                    for q in range(KW):
+                        ph = phases[(q * dw) % sw]
+                        j0 = (q * dw) // sw
+                        src = gcol[c * KK + p * KW + q, nl * P:(nl + 1) * P]
+                        for i in range(OH):
+                            dst = ph[i * sh + p * dh, j0:j0 + OW]
+                            srow = src[i * OW:(i + 1) * OW]
                             for v in range(OW):
                                 dst[v] += srow[v]
-                        else:
-                            for v in range(OW):
-                                dst[v * sw] += srow[v]
+                for r in range(R):
+                    row = acc[r * Wp:(r + 1) * Wp]
+                    for a in range(sw):
+                        prow = phases[a, r]
+                        for j in range((Wp - a + sw - 1) // sw):
+                            row[j * sw + a] = prow[j]
+            else:
+                acc[:] = 0
+                for p in range(KH):
+                    for q in range(KW):
+                        src = gcol[c * KK + p * KW + q, nl * P:(nl + 1) * P]
+                        for i in range(OH):
+                            dst = acc[(i * sh + p * dh) * Wp + q * dw:]
+                            srow = src[i * OW:(i + 1) * OW]
+                            if sw == 1:
+                                for v in range(OW):
+                                    dst[v] += srow[v]
+                            else:
+                                for v in range(OW):
+                                    dst[v * sw] += srow[v]
             _crop_plane(acc, Wp, R, pt, pl, gx[n0 + nl, c])
