@@ -4,10 +4,12 @@
     python bench/conv_methods.py --repeats 15 --filter "3x3 s1"
 
 The numbers behind the method rule of ``tinygrad_cv/kernels/conv/cpu.py``
-(``_use_winograd``, ``_use_gemm``) and chapter 14's tables: for each layer,
-forward, backward-input and backward-weight with each method forced
-(``direct``; ``gemm`` = chunked im2col + GEMM; ``winograd`` = F(2x2, 3x3),
-3x3 stride-1 layers only, forward and input only), and the method the rule
+(``_use_winograd``, ``_use_phases``, ``_use_gemm``) and chapter 14's tables:
+for each layer, forward, backward-input and backward-weight with each method
+forced (``direct``; ``gemm`` = chunked im2col + GEMM; ``winograd`` = F(2x2,
+3x3), 3x3 stride-1 layers only, forward and input only; ``phase`` = the
+stride-1 direct kernel on the phase-split input, strided layers only, forward
+and weight only), and the method the rule
 picks for each pass. The methods take turns call by call (an A/B in one
 process, so the machine's drift hits them alike); reported is the fastest of
 ``--repeats`` calls in ms, float32, all cores.
@@ -32,6 +34,13 @@ LAYERS = [
     ("1x1 s2 16->32, 28x28", 128, 16, 32, 28, 1, 2, 0, 1),
     ("7x7 s2 3->64, 56x56", 32, 3, 64, 56, 7, 2, 3, 1),
     ("dw 3x3 s2 32, 28x28", 128, 32, 32, 28, 3, 2, 1, 32),
+    ("3x3 s2 8->16, 28x28", 128, 8, 16, 28, 3, 2, 1, 1),
+    ("3x3 s2 16->32, 32x32", 128, 16, 32, 32, 3, 2, 1, 1),
+    ("3x3 s2 32->64, 16x16", 128, 32, 64, 16, 3, 2, 1, 1),
+    ("3x3 s2 32->32, 16x16", 128, 32, 32, 16, 3, 2, 1, 1),
+    ("7x7 s2 16->16, 28x28", 128, 16, 16, 28, 7, 2, 0, 1),
+    ("5x5 s2 32->32, 28x28", 128, 32, 32, 28, 5, 2, 2, 1),
+    ("3x3 s2 64->128, 16x16", 128, 64, 128, 16, 3, 2, 1, 1),
     ("3x3 s1 16->16, 32x32", 128, 16, 16, 32, 3, 1, 1, 1),
     ("3x3 s1 16->16, 28x28", 128, 16, 16, 28, 3, 1, 1, 1),
     ("3x3 s1 32->32, 16x16", 128, 32, 32, 16, 3, 1, 1, 1),
@@ -46,7 +55,7 @@ LAYERS = [
     ("1x1 s1 64->64, 14x14", 128, 64, 64, 14, 1, 1, 0, 1),
     ("5x5 s1 6->16, 14x14", 128, 6, 16, 14, 5, 1, 0, 1),
 ]
-METHODS = ("direct", "gemm", "winograd")
+METHODS = ("direct", "gemm", "winograd", "phase")
 PASSES = ("forward", "input", "weight")
 
 
@@ -58,6 +67,8 @@ def picks(N, C, O, S, k, s, p, g):
     for kind in PASSES:
         if conv_cpu._use_winograd(kind, C, O, k, k, stride, dil, g, pad4, OH * OH):
             out.append("winograd")
+        elif conv_cpu._use_phases(kind, O, C // g, k, k, stride, g):
+            out.append("phase")
         else:
             out.append("gemm" if conv_cpu._use_gemm(kind, N, O, C // g, k, k, g, OH * OH, s == 1) else "direct")
     return out
@@ -78,7 +89,7 @@ def measure(layer, repeats, rng):
     for r in range(repeats + 1):  # round 0 compiles and warms up
         for m in METHODS:
             for part, fn in enumerate(calls):
-                if m == "winograd" and (not wino or part == 2):
+                if (m == "winograd" and (not wino or part == 2)) or (m == "phase" and (s == 1 or part == 1)):
                     best[m][part] = np.nan
                     continue
                 conv_cpu._FORCE_STRATEGY = m

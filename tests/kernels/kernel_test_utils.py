@@ -50,7 +50,7 @@ def assert_close(actual, expected, scale, dtype, factor=1.0):
 
 @contextlib.contextmanager
 def conv_strategy(name):
-    """Force the cpu twin's convolution path ("direct" / "gemm" / None = heuristic)."""
+    """Force the cpu twin's convolution path ("direct" / "gemm" / "phase" / "winograd" / None = heuristic)."""
     old = conv_cpu._FORCE_STRATEGY
     conv_cpu._FORCE_STRATEGY = name
     try:

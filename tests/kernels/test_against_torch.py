@@ -12,7 +12,7 @@ F = torch.nn.functional
 from kernel_test_utils import conv_configs, conv_strategy  # noqa: E402
 from tinygrad_cv.kernels import cpu, reference as ref, shapes  # noqa: E402
 
-TWINS = ["reference", "cpu-direct", "cpu-gemm"]
+TWINS = ["reference", "cpu-direct", "cpu-gemm", "cpu-phase"]
 
 
 def _twin(name):

@@ -15,7 +15,7 @@ from tinygrad_cv.kernels.conv import cpu as conv_cpu, cpu_gemm, cpu_winograd
 pytestmark = pytest.mark.usefixtures("warm_kernels")
 
 
-STRATEGIES = ["direct", "gemm"]
+STRATEGIES = ["direct", "gemm", "phase"]
 
 
 def _data(cfg, dtype, with_bias=True, n_bias=None):
@@ -88,7 +88,7 @@ def test_conv2d_backward_all_gradients_in_one_call(strategy, dtype, cfg, needs):
                      np.abs(gy).sum(axis=(0, 2, 3)), dtype)
 
 
-@pytest.mark.parametrize("twin", ["reference", "cpu-direct", "cpu-gemm"])
+@pytest.mark.parametrize("twin", ["reference", "cpu-direct", "cpu-gemm", "cpu-phase"])
 @settings(deadline=None, max_examples=20)
 @given(cfg=conv_configs())
 def test_conv2d_backward_kernels_are_adjoints(twin, cfg):
@@ -316,6 +316,24 @@ def test_winograd_rule_and_its_domain():
         assert not use("forward", 64, 64, 5, 5, one, one, 1, pad, 64)
         assert not use("forward", 64, 64, 3, 3, one, one, 2, pad, 64)
         assert not use("forward", 64, 64, 3, 3, one, one, 1, (3, 3, 3, 3), 64)
+
+
+def test_phase_rule():
+    """Strided K x K passes on phase planes: forward with <= 32 output channels per group or K <= 147, weight K <= 72."""
+    use = conv_cpu._use_phases
+    s2 = (2, 2)
+    assert use("forward", 32, 16, 3, 3, s2, 1)  # ResNet-20's 16->32 downsampling: 26 % faster than GEMM
+    assert use("forward", 64, 3, 7, 7, s2, 1)  # ResNet-18's stem (K = 147)
+    assert use("forward", 32, 1, 3, 3, s2, 32)  # depthwise
+    assert use("forward", 16, 16, 7, 7, s2, 1)  # few output channels: a long reduction is no help to BLAS
+    assert not use("forward", 64, 32, 3, 3, s2, 1)  # 64 output channels, K = 288: GEMM wins
+    assert not use("forward", 32, 16, 1, 1, s2, 1)  # 1x1: one GEMM, no copies to save
+    assert use("weight", 16, 8, 3, 3, s2, 1) and not use("weight", 32, 16, 3, 3, s2, 1)
+    assert not use("input", 32, 16, 3, 3, s2, 1)  # the input gradient stays GEMM
+    assert not use("forward", 32, 16, 3, 3, (1, 1), 1)  # stride 1 is the direct kernel itself
+    with conv_strategy("phase"):
+        assert use("forward", 256, 256, 3, 3, (1, 3), 1) and use("weight", 256, 256, 1, 1, s2, 1)
+        assert not conv_cpu._use_gemm("forward", 8, 256, 256, 3, 3, 1, 49, False)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -2,8 +2,8 @@
 
 Same functions, signatures and semantics as ``reference.py`` (the readable
 definition and the test oracle); only *how* the numbers are computed differs.
-Three methods are implemented; :func:`_use_winograd`, then :func:`_use_gemm`
-pick one per pass:
+Four methods are implemented; :func:`_use_winograd`, :func:`_use_phases`,
+then :func:`_use_gemm` pick one per pass:
 
 * **direct** (``cpu_direct.py``) - register-blocked flat loops on a
   zero-padded, ``Wp``-wide grid for stride 1, per-plane loops for strides;
@@ -12,7 +12,12 @@ pick one per pass:
   stays in cache, one BLAS GEMM per group (one BLAS thread), the copy back;
 * **winograd** (``cpu_winograd.py``) - F(2x2, 3x3) for 3x3 stride-1
   convolutions: 16 small GEMMs over transformed 4x4 tiles, 2.25x fewer
-  multiply-adds (forward and backward-input only).
+  multiply-adds (forward and backward-input only);
+* **phase** (``cpu_direct.forward_phases`` / ``backward_weight_phases``) -
+  a strided convolution as sh*sw stride-1 ones: the padded input split into
+  its phase planes (``cpu_layout._phase_planes``), then the register-blocked
+  stride-1 kernels, whose taps are constant offsets again (forward and
+  backward-weight only).
 
 Measured with each method forced (``python bench/conv_methods.py``: ms
 forward / backward-input / backward-weight, float32, all cores, fastest of 9
@@ -41,8 +46,34 @@ dw 3x3 s2 32, 28x28 (128)    5.2 / 4.7 / 6.8      4.9 / 7.1 / 5.0      - / - / -
 5x5 s1 6->16, 14x14 (128)    1.3 / 1.6 / 1.9      2.3 / 2.5 / 1.6      - / - / -
 ===========================  ===================  ===================  ===================
 
-Strided convolutions cannot use the direct kernels' flat-offset trick and
-lose by 5-20x; 1x1 convolutions are a plain matrix product.  So
+Strided layers, each method forced (same command; ms forward / weight,
+the phase method has no input pass):
+
+===========================  ===========  ===========
+layer (batch)                gemm         phase
+===========================  ===========  ===========
+dw 3x3 s2 32, 28x28 (128)    4.5 / 4.6    3.0 / 3.2
+3x3 s2 8->16, 28x28 (128)    2.1 / 1.6    1.1 / 1.5
+3x3 s2 16->32, 28x28 (128)   4.6 / 3.8    3.4 / 4.7
+3x3 s2 16->32, 32x32 (128)   5.6 / 4.8    3.9 / 6.1
+3x3 s2 32->32, 16x16 (128)   4.2 / 3.0    3.5 / 4.4
+7x7 s2 16->16, 28x28 (128)   9.8 / 7.4    5.4 / 8.3
+5x5 s2 32->32, 28x28 (128)   19.2 / 15.8  14.8 / 22.9
+7x7 s2 3->64, 56x56 (32)     4.8 / 4.4    4.1 / 6.6
+3x3 s2 32->64, 16x16 (128)   4.6 / 4.2    5.4 / 7.6
+3x3 s2 64->128, 16x16 (128)  11.9 / 12.2  19.1 / 27.4
+1x1 s2 16->32, 28x28 (128)   1.2 / 0.8    1.3 / 1.6
+===========================  ===========  ===========
+
+:func:`_use_phases` takes strided K x K forward passes with at most 32
+output channels per group (on so few rows BLAS's GEMM is inefficient,
+whatever the reduction length) or reductions K = C/groups * KH * KW up to
+147 (the 7x7 stem); from 64 output channels with longer reductions GEMM
+wins.  It takes weight passes up to K = 72 only: at 144 and beyond the
+GEMM's reduction over whole chunks of images wins.  1x1 kernels have no
+copies to save.  Without phases, strided convolutions cannot use
+the direct kernels' flat-offset trick and lose by 5-20x; 1x1 convolutions
+are a plain matrix product.  So
 :func:`_use_gemm` picks GEMM for every strided and every 1x1 convolution; for
 stride-1 KxK convolutions it picks GEMM for the forward and input passes
 with long reductions on small images (K = C/groups * KH * KW >= 512, at most
@@ -76,10 +107,11 @@ import numpy as np
 from .. import shapes
 from ..host import float_c as _float_c
 from . import cpu_direct, cpu_gemm, cpu_winograd
-from .cpu_layout import _padded_input, _rows_needed, _spread_planes
+from .cpu_layout import _padded_input, _phased_input, _rows_needed, _spread_planes
 
 # Test hook: None = heuristic, "direct" or "gemm" forces a convolution path; "winograd" forces it
-# where it applies (3x3, stride 1, ...: cpu_winograd.eligible) and leaves the rest to the heuristic.
+# where it applies (3x3, stride 1, ...: cpu_winograd.eligible) and leaves the rest to the heuristic;
+# "phase" forces the phase split for every strided forward and weight pass (the rest: direct).
 _FORCE_STRATEGY: str | None = None
 
 # Thresholds of _use_gemm (measured; see the module docstring).
@@ -95,7 +127,7 @@ def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
     ``kind`` is "forward" / "input" / "weight"; ``unit`` means stride 1;
     P = OH * OW.
     """
-    if _FORCE_STRATEGY in ("direct", "gemm"):
+    if _FORCE_STRATEGY in ("direct", "gemm", "phase"):
         return _FORCE_STRATEGY == "gemm"
     K = Cg * KH * KW
     if groups > 1 and K < _GEMM_MIN_K_PER_GROUP and (unit or kind != "weight"):
@@ -105,6 +137,33 @@ def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
     if kind == "weight":
         return K >= _GEMM_MIN_K_WEIGHT
     return K >= _GEMM_MIN_K_UNIT and P <= _GEMM_MAX_P_UNIT
+
+
+# Thresholds of _use_phases (measured; see the module docstring).
+_PHASE_MAX_OUT_PER_GROUP = 32  # forward: up to 32 output channels per group (BLAS's GEMM is inefficient on so few rows) ...
+_PHASE_MAX_K_FORWARD = 147     # ... or reductions up to the 7x7 stem's 3 * 49
+_PHASE_MAX_K_WEIGHT = 72       # weight gradient: short reductions only
+
+
+def _use_phases(kind, O, Cg, KH, KW, stride, groups) -> bool:
+    """Phase-split the input and run the stride-1 direct kernel for this strided pass?
+
+    Only "forward" and "weight" (the input gradient's phase form is not
+    built); K x K kernels with K > 1 (a 1x1 kernel has no copies to save).
+    The forward pass from few output channels per group or short reductions,
+    the weight gradient for short reductions (its GEMM sums whole chunks of
+    images, which the direct kernel's 4 x 4 dot products do not match).
+    """
+    if stride == (1, 1) or kind == "input":
+        return False
+    if _FORCE_STRATEGY is not None:
+        return _FORCE_STRATEGY == "phase"
+    K = Cg * KH * KW
+    if KH * KW == 1:
+        return False
+    if kind == "forward":
+        return O // groups <= _PHASE_MAX_OUT_PER_GROUP or K <= _PHASE_MAX_K_FORWARD
+    return K <= _PHASE_MAX_K_WEIGHT
 
 
 # Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: the forward pass from 64 channels in and out,
@@ -138,6 +197,11 @@ def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
         b = np.zeros(O, dtype=x.dtype)
     if _use_winograd("forward", C, O, KH, KW, stride, dilation, groups, pad4, OH * OW):
         return cpu_winograd.forward(x, w, b, pad4, OH, OW)
+    if _use_phases("forward", O, Cg, KH, KW, stride, groups):
+        xph, W2, RW2 = _phased_input(x, pad4, KH, KW, OH, OW, stride, dilation)
+        y = np.empty((N, O, OH, OW), dtype=x.dtype)
+        cpu_direct.forward_phases(xph, W2, RW2, w, b, y, stride, dilation, groups)
+        return y
     xp, Wp, R = _padded_input(x, pad4, KH, OH, sh, dh)
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
     unit = sh == 1 and sw == 1
@@ -174,8 +238,12 @@ def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups, spread=None
     OH, OW = gy.shape[2], gy.shape[3]
     sh, sw = stride
     dh, dw = dilation
-    xp, Wp, R = _padded_input(x, pad4, KH, OH, sh, dh)
     gw = np.empty((O, Cg, KH, KW), dtype=x.dtype)
+    if _use_phases("weight", O, Cg, KH, KW, stride, groups):
+        xph, W2, RW2 = _phased_input(x, pad4, KH, KW, OH, OW, stride, dilation)
+        cpu_direct.backward_weight_phases(xph, W2, RW2, gy, gw, stride, dilation, groups)
+        return gw
+    xp, Wp, R = _padded_input(x, pad4, KH, OH, sh, dh)
     unit = sh == 1 and sw == 1
     if _use_gemm("weight", N, O, Cg, KH, KW, groups, OH * OW, unit):
         cpu_gemm.backward_weight(xp, Wp, gy, gw, stride, dilation, groups)

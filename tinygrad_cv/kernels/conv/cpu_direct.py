@@ -1,5 +1,8 @@
 """Convolution, CPU twin, direct method: register-blocked stride-1 loops and per-plane strided loops.
 
+(The stride-1 loops also run strided convolutions on phase-split planes:
+:func:`forward_phases`, :func:`backward_weight_phases`.)
+
 The input is copied once into a zero-padded buffer whose rows are ``Wp``
 wide (``cpu_layout.py``), and for stride 1 the output is computed on that
 same ``Wp``-wide grid.  Then "shift the input by tap (p, q)" is a constant
@@ -27,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import jit
-from .cpu_layout import _crop_plane, _spread_planes, _tap_offsets, _whole_vectors
+from .cpu_layout import _crop_plane, _phase_tap_offsets, _spread_planes, _tap_offsets, _whole_vectors
 
 _PAR, _SEQ = jit.PAR, jit.SEQ
 _PAR_FMA, _SEQ_DOT, _SEQ_FMA = jit.PAR_FMA, jit.SEQ_DOT, jit.SEQ_FMA
@@ -50,7 +53,7 @@ def forward(xp, Wp, w, b, y, stride, dilation, groups):
     sh, sw = stride
     dh, dw = dilation
     if sh == 1 and sw == 1:
-        _conv_fwd_unit(xp.reshape(-1), C * xp.shape[2], xp.shape[2], Wp, w, b, y, dh, dw, groups)
+        _conv_fwd_unit(xp.reshape(-1), C * xp.shape[2], xp.shape[2], Wp, w, b, y, 1, 1, dh, dw, groups)
     else:
         _conv_fwd_strided(xp, Wp, w, b, y, sh, sw, dh, dw, groups)
 
@@ -82,10 +85,37 @@ def backward_weight(xp, Wp, gy, gw, stride, dilation, groups, spread=None):
         gyf, G = spread if spread is not None else _spread_planes(gy, Wp, L)
         part = np.empty((-(-N // _WEIGHT_CHUNK), O, Cg * KH * KW), dtype=gw.dtype)
         _conv_bwd_weight_unit(xp.reshape(-1), C * xp.shape[2], xp.shape[2], Wp, gyf, G, L, part,
-                              KH, KW, dh, dw, groups, _WEIGHT_CHUNK)
+                              KH, KW, 1, 1, dh, dw, groups, _WEIGHT_CHUNK)
         np.add.reduce(part, axis=0, out=gw.reshape(O, -1))  # chunk partial sums, in batch order
     else:
         _conv_bwd_weight_strided(xp, Wp, gy.reshape(N, O, OH * OW), gw, OH, OW, sh, sw, dh, dw, groups)
+
+
+def forward_phases(xph, W2, RW2, w, b, y, stride, dilation, groups):
+    """Strided y = conv(x, w) + b by the stride-1 kernel on phase-split planes.
+
+    ``xph`` is ``cpu_layout._phased_input``: per channel sh*sw phase planes
+    of RW2 elements, rows W2 wide.  Tap (c, p, q) is a constant offset into
+    them (``_phase_tap_offsets``), so a strided convolution runs the
+    register-blocked stride-1 loops over an OH x W2 grid; nothing is
+    computed for the skipped positions.
+    """
+    C = xph.shape[1]
+    _conv_fwd_unit(xph.reshape(-1), C * xph.shape[2], RW2, W2, w, b, y, stride[0], stride[1],
+                   dilation[0], dilation[1], groups)
+
+
+def backward_weight_phases(xph, W2, RW2, gy, gw, stride, dilation, groups):
+    """Strided gw = corr(x, gy) by the stride-1 weight kernel on phase-split planes (see :func:`forward_phases`)."""
+    N, C = xph.shape[0], xph.shape[1]
+    O, Cg, KH, KW = gw.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    L = (OH - 1) * W2 + OW
+    gyf, G = _spread_planes(gy, W2, L)
+    part = np.empty((-(-N // _WEIGHT_CHUNK), O, Cg * KH * KW), dtype=gw.dtype)
+    _conv_bwd_weight_unit(xph.reshape(-1), C * xph.shape[2], RW2, W2, gyf, G, L, part,
+                          KH, KW, stride[0], stride[1], dilation[0], dilation[1], groups, _WEIGHT_CHUNK)
+    np.add.reduce(part, axis=0, out=gw.reshape(O, -1))
 
 
 # ==========================================================================
@@ -93,7 +123,7 @@ def backward_weight(xp, Wp, gy, gw, stride, dilation, groups, spread=None):
 # ==========================================================================
 
 @njit(**_PAR_FMA)
-def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
+def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, sh, sw, dh, dw, groups):
     """Stride-1 convolution: y[n, o] = b[o] + sum_{c,p,q} w[o,c,p,q] * xp[n, c, p*d:, q*d:].
 
     xf is the zero-padded input, flat: image n, channel c starts at
@@ -110,6 +140,9 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
     sequential functions of their own: inside the parallel loop the same
     code compiled ~15 % slower.  The loop length is rounded up to whole vectors (the extra
     columns are junk that the crop drops) wherever the read stays inside xf.
+
+    Strides: xf holds sh*sw phase planes of RWp elements per channel
+    (:func:`forward_phases`), and the taps are their phase offsets.
     """
     N, O, OH, OW = y.shape
     Cg, KH, KW = w.shape[1], w.shape[2], w.shape[3]
@@ -117,7 +150,9 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
     Og = O // groups
     L = (OH - 1) * Wp + OW
     Lv = _whole_vectors(L)
-    offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw, False)
+    offs = _phase_tap_offsets(Cg, RWp, Wp, KH, KW, sh, sw, dh, dw, False)
+    off_max = offs.max()
+    CS = sh * sw * RWp  # channel stride
     wt = w.reshape(O, T)
     NOB = (Og + 3) // 4
     for t in prange(N * groups * NOB):
@@ -127,8 +162,8 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, dh, dw, groups):
         o0 = g * Og + (r - g * NOB) * 4
         last = g * Og + Og - 1
         i0, i1, i2, i3 = o0, min(o0 + 1, last), min(o0 + 2, last), min(o0 + 3, last)
-        base = n * CR + g * Cg * RWp
-        Lr = Lv if base + offs[T - 1] + Lv <= xf.shape[0] else L
+        base = n * CR + g * Cg * CS
+        Lr = Lv if base + off_max + Lv <= xf.shape[0] else L
         xs = xf[base:]
         acc = np.empty((4, Lv), dtype=y.dtype)
         a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
@@ -404,7 +439,7 @@ def _conv_bwd_input_direct(gys, gs, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw
 
 
 @njit(**_PAR)
-def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, groups, NB):
+def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, sh, sw, dh, dw, groups, NB):
     """Stride 1: part[ch, o, (c,p,q)] = sum_{n in chunk ch} sum_j gy[n, o].flat[j] * xf[n*CR + offs(c,p,q) + j].
 
     gyf holds gy planes flat with rows Wp wide (zero in the gap columns, so
@@ -426,7 +461,9 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, grou
     Og = O // groups
     N = gyf.shape[0] // (O * G)
     Lv = _whole_vectors(L)
-    offs = _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw, True)
+    offs = _phase_tap_offsets(Cg, RWp, Wp, KH, KW, sh, sw, dh, dw, True)
+    off_max = offs.max()
+    CS = sh * sw * RWp  # channel stride (phase planes: see _conv_fwd_unit)
     T4 = offs.shape[0]
     NOB = (Og + 3) // 4
     for t in prange(NCH * groups * NOB):
@@ -439,11 +476,11 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, dh, dw, grou
         blk = np.empty((4, 4), dtype=part.dtype)
         for k in range(0, T4, 4):
             if nv <= 2:  # a tail of 1 or 2 channels (LeNet's 6 = 4 + 2): half the dot products
-                _dot_block_2x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * RWp,
-                               offs[T4 - 1], O, G, L, Lv, o0, last, blk)
+                _dot_block_2x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * CS,
+                               off_max, O, G, L, Lv, o0, last, blk)
             else:
-                _dot_block_4x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * RWp,
-                               offs[T4 - 1], O, G, L, Lv, o0, last, blk)
+                _dot_block_4x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * CS,
+                               off_max, O, G, L, Lv, o0, last, blk)
             for i in range(nv):
                 for c in range(min(4, T - k)):
                     part[ch, o0 + i, k + c] = blk[i, c]

@@ -16,6 +16,7 @@ from .. import jit
 
 _PAR, _SEQ = jit.PAR, jit.SEQ
 _LANES = jit.LANES
+_U = np.uint64
 
 @njit(**_SEQ)
 def _crop_plane(acc, Wp, R, pt, pl, out):
@@ -94,15 +95,72 @@ def _tap_offsets(Cg, RWp, Wp, KH, KW, dh, dw, pad4):
     own and throw them away (never into a real output: a zero weight times an
     inf input would still be NaN).
     """
+    return _phase_tap_offsets(Cg, RWp, Wp, KH, KW, 1, 1, dh, dw, pad4)
+
+
+@njit(**_SEQ)
+def _phase_tap_offsets(Cg, RW2, W2, KH, KW, sh, sw, dh, dw, pad4):
+    """:func:`_tap_offsets` for phase-split planes (:func:`_phase_planes`): stride (sh, sw).
+
+    Tap (c, p, q) of a strided convolution reads padded row i*sh + p*dh,
+    column j*sw + q*dw; that is row i + (p*dh)//sh, column j + (q*dw)//sw
+    of phase ((p*dh) % sh, (q*dw) % sw) of channel c, whose planes are RW2
+    apart (sh*sw of them per channel) with rows W2 wide.  Stride 1 is one
+    phase per channel: the plain padded layout.
+    """
     T = Cg * KH * KW
     offs = np.empty((T + 3) // 4 * 4 if pad4 else T, dtype=np.int64)
     for cl in range(Cg):
         for p in range(KH):
+            a, u = (p * dh) % sh, (p * dh) // sh
             for q in range(KW):
-                offs[(cl * KH + p) * KW + q] = cl * RWp + p * dh * Wp + q * dw
+                b, v = (q * dw) % sw, (q * dw) // sw
+                offs[(cl * KH + p) * KW + q] = (cl * sh * sw + a * sw + b) * RW2 + u * W2 + v
     for k in range(T, offs.shape[0]):
         offs[k] = offs[T - 1]
     return offs
+
+
+@njit(**_PAR)
+def _phase_planes(x, out, R2, W2, pt, pl, sh, sw):
+    """out[n, c, a*sw + b] (flat R2 x W2) = xpad[n, c, a::sh, b::sw], xpad = x zero-padded by (pt, pl).
+
+    The polyphase split of the padded input: a stride-(sh, sw) convolution
+    becomes sh*sw stride-1 convolutions, one per phase, whose taps are
+    constant offsets (:func:`_phase_tap_offsets`), so the stride-1 kernels
+    run it.  Padding and split in one pass over x; everything outside x is 0.
+    """
+    N, C, H, W = x.shape
+    xf = x.reshape(N * C * H * W)
+    of = out.reshape(out.size)
+    P = sh * sw * R2 * W2  # one channel's phase planes
+    for t in prange(N * C):
+        for a in range(sh):
+            for b in range(sw):
+                # columns v with 0 <= v*sw + b - pl < W
+                v0 = min(W2, max(0, (pl - b + sw - 1) // sw))
+                v1 = max(v0, min(W2, (W + pl - b + sw - 1) // sw))
+                for u in range(R2):
+                    o = t * P + ((a * sw + b) * R2 + u) * W2
+                    h = u * sh + a - pt
+                    if h >= 0 and h < H:
+                        for v in range(v0):
+                            of[o + v] = 0
+                        # flat unsigned indices (no wrap-around test per element);
+                        # a literal stride 2: the gather vectorises
+                        i = _U(t * H * W + h * W + v0 * sw + b - pl)
+                        d = _U(o + v0)
+                        if sw == 2:
+                            for v in range(v1 - v0):
+                                of[d + _U(v)] = xf[i + _U(2 * v)]
+                        else:
+                            for v in range(v1 - v0):
+                                of[d + _U(v)] = xf[i + _U(v * sw)]
+                        for v in range(v1, W2):
+                            of[o + v] = 0
+                    else:
+                        for v in range(W2):
+                            of[o + v] = 0
 
 
 def _rows_needed(OH, KH, sh, dh):
@@ -121,6 +179,18 @@ def _padded_input(x, pad4, KH, OH, sh, dh):
     xp = np.empty((N, C, R * Wp), dtype=x.dtype)
     _pad_planes(x, xp, R, Wp, pt, pl, _NO_SUMS)
     return xp, Wp, R
+
+
+def _phased_input(x, pad4, KH, KW, OH, OW, stride, dilation):
+    """x zero-padded and split into phases (:func:`_phase_planes`): (N, C, sh*sw*R2*W2), W2, R2*W2."""
+    N, C, H, W = x.shape
+    sh, sw = stride
+    R = _rows_needed(OH, KH, sh, dilation[0])
+    Wp = _rows_needed(OW, KW, sw, dilation[1])  # columns any output reads
+    R2, W2 = -(-R // sh), -(-Wp // sw)
+    out = np.empty((N, C, sh * sw, R2 * W2), dtype=x.dtype)
+    _phase_planes(x, out, R2, W2, pad4[0], pad4[2], sh, sw)
+    return out.reshape(N, C, sh * sw * R2 * W2), W2, R2 * W2
 
 
 def _spread_planes(gy, Wp, L, sums=None):
