@@ -55,6 +55,17 @@ is asked once, before the first kernel is decorated, and answers:
 3. else ``False``: kernels are compiled afresh in every process (slower
    start, same results).
 
+Numba checks a cached kernel against the modification stamp of *its own*
+source file only, yet a kernel contains every helper it calls, compiled in:
+after an edit of ``conv/cpu_layout.py`` the cached ``_conv_fwd_unit`` of
+``conv/cpu_direct.py`` would still run the old helper, silently, and a test
+run could pass on code that is no longer there. So every kernel is
+decorated with this module's :func:`njit`, which adds a fingerprint of all
+the kernel sources (:data:`SOURCES`, a hash of every ``.py`` file in this
+package folder) to the stamp its cache entries are checked against: any
+edit of any kernel file makes every cached kernel stale, and it is compiled
+again on first use. Installed copies never change, so they never pay for it.
+
 Memory the process keeps
 ------------------------
 A training step allocates and frees the same large arrays every time
@@ -76,6 +87,7 @@ changed when the user has chosen malloc settings (``MALLOC_TRIM_THRESHOLD_``,
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
@@ -112,7 +124,56 @@ def keep_freed_memory() -> bool:
 
 KEEPS_FREED_MEMORY = keep_freed_memory()
 
-__all__ = ["cache_enabled", "compile_notice", "PAR", "SEQ", "PAR_FMA", "SEQ_DOT", "SEQ_FMA", "LANES"]
+__all__ = ["cache_enabled", "compile_notice", "njit", "SOURCES", "PAR", "SEQ", "PAR_FMA", "SEQ_DOT", "SEQ_FMA",
+           "LANES"]
+
+
+def sources_fingerprint(folder: str) -> str:
+    """SHA-256 (hex) of every ``.py`` file under ``folder``: relative paths and contents, in sorted order."""
+    digest = hashlib.sha256()
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        files += [os.path.join(root, n) for n in names if n.endswith(".py")]
+    for path in sorted(files, key=lambda f: os.path.relpath(f, folder)):
+        digest.update(os.path.relpath(path, folder).replace(os.sep, "/").encode() + b"\0")
+        with open(path, "rb") as f:
+            data = f.read()
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
+
+
+#: fingerprint of the kernel sources (this package folder), part of every cached kernel's stamp
+SOURCES = sources_fingerprint(os.path.dirname(os.path.abspath(__file__)))
+
+
+def njit(**options):
+    """``numba.njit(**options)``, with :data:`SOURCES` added to the stamp of the kernel's cache entries.
+
+    See "Where compiled kernels are kept" above: without it, a cached kernel
+    outlives an edit of a helper in another file.
+    """
+    import numba
+
+    def decorate(fn):
+        return _stamp_with_sources(numba.njit(**options)(fn))
+
+    return decorate
+
+
+def _stamp_with_sources(dispatcher):
+    """Make the dispatcher's cache index stale unless it was written for these kernel sources.
+
+    Numba keeps the source file's stamp in ``IndexDataCacheFile._source_stamp``
+    and discards an index written with a different one; without a cache
+    (``cache=False``) there is nothing to stamp.  ``tests/kernels/
+    test_process_settings.py`` checks that the attribute is still there.
+    """
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, SOURCES)
+    return dispatcher
+
 
 _DECISION = []  # [bool] once decided
 

@@ -27,9 +27,10 @@ order.  Results do not depend on thread timing.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit
+from ..jit import njit
 from .cpu_layout import _crop_plane, _phase_tap_offsets, _spread_planes, _tap_offsets, _whole_vectors
 
 _PAR, _SEQ = jit.PAR, jit.SEQ

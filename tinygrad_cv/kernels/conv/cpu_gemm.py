@@ -32,9 +32,10 @@ count depends on the number of threads, so two runs give the same bits.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit
+from ..jit import njit
 from ..matmul.cpu import blas_one_thread
 from .cpu_layout import _crop_plane
 

@@ -10,9 +10,10 @@ that LLVM vectorises.  Everything here is a copy or index arithmetic.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit
+from ..jit import njit
 
 _PAR, _SEQ = jit.PAR, jit.SEQ
 _LANES = jit.LANES

@@ -53,9 +53,10 @@ thread, which owns that chunk's outputs; nothing depends on the thread count.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit
+from ..jit import njit
 from ..matmul.cpu import blas_one_thread
 from .cpu_layout import _NO_SUMS, _pad_planes
 

@@ -8,9 +8,10 @@ and so do integer ones.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit
+from ..jit import njit
 from ..host import FLOATS as _FLOATS
 
 _PAR = jit.PAR

@@ -26,9 +26,10 @@ import itertools
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit, shapes
+from ..jit import njit
 from ..host import FLOATS as _FLOATS
 from ..host import float_c as _float_c
 

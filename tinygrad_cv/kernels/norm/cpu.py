@@ -20,9 +20,10 @@ to rounding. Arguments are checked by the caller (``kernels/contract.py``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit
+from ..jit import njit
 
 # the per-channel sums may be split over vector lanes; nothing else is relaxed
 _PAR_SUM = dict(jit.PAR, fastmath={"reassoc", "contract"})

@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from .. import jit
+from ..jit import njit
 from . import check_step as _check_step
 from .formulas import adam_update
 

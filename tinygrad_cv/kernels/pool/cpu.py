@@ -15,9 +15,10 @@ Arguments are checked by the caller (``kernels/contract.py``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import jit, shapes
+from ..jit import njit
 from ..host import float_c as _float_c
 
 _PAR, _SEQ = jit.PAR, jit.SEQ
