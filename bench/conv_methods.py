@@ -8,8 +8,7 @@ The numbers behind the method rule of ``tinygrad_cv/kernels/conv/cpu.py``
 for each layer, forward, backward-input and backward-weight with each method
 forced (``direct``; ``gemm`` = chunked im2col + GEMM; ``winograd`` = F(2x2,
 3x3), 3x3 stride-1 layers only, forward and input only; ``phase`` = the
-stride-1 direct kernel on the phase-split input, strided layers only, forward
-and weight only), and the method the rule
+stride-1 direct kernels on the phase-split input, strided layers only), and the method the rule
 picks for each pass. The methods take turns call by call (an A/B in one
 process, so the machine's drift hits them alike); reported is the fastest of
 ``--repeats`` calls in ms, float32, all cores.
@@ -89,7 +88,7 @@ def measure(layer, repeats, rng):
     for r in range(repeats + 1):  # round 0 compiles and warms up
         for m in METHODS:
             for part, fn in enumerate(calls):
-                if (m == "winograd" and (not wino or part == 2)) or (m == "phase" and (s == 1 or part == 1)):
+                if (m == "winograd" and (not wino or part == 2)) or (m == "phase" and s == 1):
                     best[m][part] = np.nan
                     continue
                 conv_cpu._FORCE_STRATEGY = m

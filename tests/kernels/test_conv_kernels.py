@@ -319,20 +319,23 @@ def test_winograd_rule_and_its_domain():
 
 
 def test_phase_rule():
-    """Strided K x K passes on phase planes: forward with <= 32 output channels per group or K <= 147, weight K <= 72."""
+    """Strided passes on phase planes: forward (K x K) with <= 32 output channels per group or K <= 147,
+    input with <= 32 output channels per group, weight (K x K) with K <= 72."""
     use = conv_cpu._use_phases
     s2 = (2, 2)
-    assert use("forward", 32, 16, 3, 3, s2, 1)  # ResNet-20's 16->32 downsampling: 26 % faster than GEMM
+    assert use("forward", 32, 16, 3, 3, s2, 1)  # ResNet-20's 16->32 downsampling: a third faster than GEMM
     assert use("forward", 64, 3, 7, 7, s2, 1)  # ResNet-18's stem (K = 147)
     assert use("forward", 32, 1, 3, 3, s2, 32)  # depthwise
     assert use("forward", 16, 16, 7, 7, s2, 1)  # few output channels: a long reduction is no help to BLAS
     assert not use("forward", 64, 32, 3, 3, s2, 1)  # 64 output channels, K = 288: GEMM wins
     assert not use("forward", 32, 16, 1, 1, s2, 1)  # 1x1: one GEMM, no copies to save
     assert use("weight", 16, 8, 3, 3, s2, 1) and not use("weight", 32, 16, 3, 3, s2, 1)
-    assert not use("input", 32, 16, 3, 3, s2, 1)  # the input gradient stays GEMM
+    assert use("input", 32, 16, 3, 3, s2, 1) and use("input", 32, 16, 1, 1, s2, 1)
+    assert not use("input", 64, 32, 3, 3, s2, 1) and not use("input", 64, 3, 7, 7, s2, 1)
     assert not use("forward", 32, 16, 3, 3, (1, 1), 1)  # stride 1 is the direct kernel itself
     with conv_strategy("phase"):
         assert use("forward", 256, 256, 3, 3, (1, 3), 1) and use("weight", 256, 256, 1, 1, s2, 1)
+        assert use("input", 256, 256, 3, 3, s2, 1)
         assert not conv_cpu._use_gemm("forward", 8, 256, 256, 3, 3, 1, 49, False)
 
 

@@ -13,11 +13,12 @@ then :func:`_use_gemm` pick one per pass:
 * **winograd** (``cpu_winograd.py``) - F(2x2, 3x3) for 3x3 stride-1
   convolutions: 16 small GEMMs over transformed 4x4 tiles, 2.25x fewer
   multiply-adds (forward and backward-input only);
-* **phase** (``cpu_direct.forward_phases`` / ``backward_weight_phases``) -
-  a strided convolution as sh*sw stride-1 ones: the padded input split into
-  its phase planes (``cpu_layout._phase_planes``), then the register-blocked
-  stride-1 kernels, whose taps are constant offsets again (forward and
-  backward-weight only).
+* **phase** (``cpu_direct.forward_phases``, ``backward_input_phases``,
+  ``backward_weight_phases``) - a strided convolution as sh*sw stride-1
+  ones: the padded input split into its phase planes
+  (``cpu_layout._phase_planes``), then the register-blocked stride-1
+  kernels, whose taps are constant offsets again; the input gradient
+  scatters into phase planes and interleaves them back.
 
 Measured with each method forced (``python bench/conv_methods.py``: ms
 forward / backward-input / backward-weight, float32, all cores, fastest of 9
@@ -46,34 +47,34 @@ dw 3x3 s2 32, 28x28 (128)    5.2 / 4.7 / 6.8      4.9 / 7.1 / 5.0      - / - / -
 5x5 s1 6->16, 14x14 (128)    1.3 / 1.6 / 1.9      2.3 / 2.5 / 1.6      - / - / -
 ===========================  ===================  ===================  ===================
 
-Strided layers, each method forced (same command; ms forward / weight,
-the phase method has no input pass):
+Strided layers, each method forced (same command, ms forward / input /
+weight):
 
-===========================  ===========  ===========
-layer (batch)                gemm         phase
-===========================  ===========  ===========
-dw 3x3 s2 32, 28x28 (128)    4.5 / 4.6    3.0 / 3.2
-3x3 s2 8->16, 28x28 (128)    2.1 / 1.6    1.1 / 1.5
-3x3 s2 16->32, 28x28 (128)   4.6 / 3.8    3.4 / 4.7
-3x3 s2 16->32, 32x32 (128)   5.6 / 4.8    3.9 / 6.1
-3x3 s2 32->32, 16x16 (128)   4.2 / 3.0    3.5 / 4.4
-7x7 s2 16->16, 28x28 (128)   9.8 / 7.4    5.4 / 8.3
-5x5 s2 32->32, 28x28 (128)   19.2 / 15.8  14.8 / 22.9
-7x7 s2 3->64, 56x56 (32)     4.8 / 4.4    4.1 / 6.6
-3x3 s2 32->64, 16x16 (128)   4.6 / 4.2    5.4 / 7.6
-3x3 s2 64->128, 16x16 (128)  11.9 / 12.2  19.1 / 27.4
-1x1 s2 16->32, 28x28 (128)   1.2 / 0.8    1.3 / 1.6
-===========================  ===========  ===========
+===========================  ==================  ==================
+layer (batch)                gemm                phase
+===========================  ==================  ==================
+dw 3x3 s2 32, 28x28 (128)    4.0 / 5.5 / 4.0     2.4 / 2.7 / 2.6
+3x3 s2 8->16, 28x28 (128)    2.1 / 2.0 / 1.6     0.9 / 1.0 / 1.4
+3x3 s2 16->32, 28x28 (128)   5.1 / 4.3 / 3.7     3.4 / 3.5 / 4.9
+3x3 s2 16->32, 32x32 (128)   5.3 / 5.2 / 4.5     3.4 / 3.9 / 5.5
+3x3 s2 32->32, 16x16 (128)   3.6 / 3.2 / 2.9     2.5 / 2.8 / 3.7
+7x7 s2 16->16, 28x28 (128)   9.7 / 10.1 / 7.4    4.5 / 5.1 / 7.6
+5x5 s2 32->32, 28x28 (128)   20.0 / 19.4 / 15.4  12.3 / 20.5 / 20.9
+7x7 s2 3->64, 56x56 (32)     4.7 / 5.1 / 4.3     3.7 / 6.2 / 6.4
+3x3 s2 32->64, 16x16 (128)   5.2 / 4.3 / 4.0     4.8 / 5.2 / 6.8
+3x3 s2 64->128, 16x16 (128)  11.6 / 11.5 / 12.2  15.4 / 19.2 / 26.3
+1x1 s2 16->32, 28x28 (128)   1.0 / 1.4 / 0.9     1.0 / 1.1 / 1.2
+===========================  ==================  ==================
 
 :func:`_use_phases` takes strided K x K forward passes with at most 32
 output channels per group (on so few rows BLAS's GEMM is inefficient,
 whatever the reduction length) or reductions K = C/groups * KH * KW up to
-147 (the 7x7 stem); from 64 output channels with longer reductions GEMM
-wins.  It takes weight passes up to K = 72 only: at 144 and beyond the
-GEMM's reduction over whole chunks of images wins.  1x1 kernels have no
-copies to save.  Without phases, strided convolutions cannot use
-the direct kernels' flat-offset trick and lose by 5-20x; 1x1 convolutions
-are a plain matrix product.  So
+147 (the 7x7 stem); input passes with at most 32 output channels per group
+(the 5x5 32->32 layer is a coin toss); weight passes up to K = 72 only (at
+144 and beyond the GEMM's reduction over whole chunks of images wins).  A
+1x1 forward or weight pass has no copies to save.  Without phases, strided
+convolutions cannot use the direct kernels' flat-offset trick and lose by
+5-20x; 1x1 convolutions are a plain matrix product.  So
 :func:`_use_gemm` picks GEMM for every strided and every 1x1 convolution; for
 stride-1 KxK convolutions it picks GEMM for the forward and input passes
 with long reductions on small images (K = C/groups * KH * KW >= 512, at most
@@ -140,29 +141,33 @@ def _use_gemm(kind, N, O, Cg, KH, KW, groups, P, unit) -> bool:
 
 
 # Thresholds of _use_phases (measured; see the module docstring).
-_PHASE_MAX_OUT_PER_GROUP = 32  # forward: up to 32 output channels per group (BLAS's GEMM is inefficient on so few rows) ...
-_PHASE_MAX_K_FORWARD = 147     # ... or reductions up to the 7x7 stem's 3 * 49
+_PHASE_MAX_OUT_PER_GROUP = 32  # forward and input: up to 32 output channels per group ...
+_PHASE_MAX_K_FORWARD = 147     # ... or (forward) reductions up to the 7x7 stem's 3 * 49
 _PHASE_MAX_K_WEIGHT = 72       # weight gradient: short reductions only
 
 
 def _use_phases(kind, O, Cg, KH, KW, stride, groups) -> bool:
-    """Phase-split the input and run the stride-1 direct kernel for this strided pass?
+    """Phase-split the input and run the stride-1 direct kernels for this strided pass?
 
-    Only "forward" and "weight" (the input gradient's phase form is not
-    built); K x K kernels with K > 1 (a 1x1 kernel has no copies to save).
-    The forward pass from few output channels per group or short reductions,
-    the weight gradient for short reductions (its GEMM sums whole chunks of
-    images, which the direct kernel's 4 x 4 dot products do not match).
+    Forward: K x K kernels (K > 1; a 1x1 kernel has no copies to save) with
+    few output channels per group (on so few rows BLAS's GEMM is
+    inefficient) or short reductions.  Input gradient: few output channels
+    per group (the scatter's inner sum), any kernel.  Weight gradient: short
+    reductions only (its GEMM sums whole chunks of images, which the direct
+    kernel's 4 x 4 dot products do not match).
     """
-    if stride == (1, 1) or kind == "input":
+    if stride == (1, 1):
         return False
     if _FORCE_STRATEGY is not None:
         return _FORCE_STRATEGY == "phase"
     K = Cg * KH * KW
+    few_out = O // groups <= _PHASE_MAX_OUT_PER_GROUP
+    if kind == "input":
+        return few_out
     if KH * KW == 1:
         return False
     if kind == "forward":
-        return O // groups <= _PHASE_MAX_OUT_PER_GROUP or K <= _PHASE_MAX_K_FORWARD
+        return few_out or K <= _PHASE_MAX_K_FORWARD
     return K <= _PHASE_MAX_K_WEIGHT
 
 
@@ -224,7 +229,9 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups, spread=None)
     Wp = W + pl + pr
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
     unit = sh == 1 and sw == 1
-    if _use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW, unit):
+    if _use_phases("input", O, Cg, KH, KW, stride, groups):
+        cpu_direct.backward_input_phases(gy, w, gx, pad4, stride, dilation, groups)
+    elif _use_gemm("input", N, O, Cg, KH, KW, groups, OH * OW, unit):
         cpu_gemm.backward_input(gy, w, gx, R, Wp, pad4, stride, dilation, groups)
     else:
         cpu_direct.backward_input(gy, w, gx, R, Wp, pad4, stride, dilation, groups, spread)

@@ -31,7 +31,8 @@ from numba import prange
 
 from .. import jit
 from ..jit import njit
-from .cpu_layout import _crop_plane, _phase_tap_offsets, _spread_planes, _tap_offsets, _whole_vectors
+from .cpu_layout import (_crop_phases, _crop_plane, _phase_tap_offsets, _rows_needed, _spread_planes, _tap_offsets,
+                         _whole_vectors)
 
 _PAR, _SEQ = jit.PAR, jit.SEQ
 _PAR_FMA, _SEQ_DOT, _SEQ_FMA = jit.PAR_FMA, jit.SEQ_DOT, jit.SEQ_FMA
@@ -68,7 +69,7 @@ def backward_input(gy, w, gx, R, Wp, pad4, stride, dilation, groups, spread=None
     if sh == 1 and sw == 1:
         L = (OH - 1) * Wp + OW
         gyf, G = spread if spread is not None else _spread_planes(gy, Wp, L)
-        _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups)
+        _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, 1, 1, dh, dw, groups)
     else:
         gys = gy.reshape(N, O, OH * OW)
         _conv_bwd_input_direct(gys, OW, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw, groups)
@@ -104,6 +105,24 @@ def forward_phases(xph, W2, RW2, w, b, y, stride, dilation, groups):
     C = xph.shape[1]
     _conv_fwd_unit(xph.reshape(-1), C * xph.shape[2], RW2, W2, w, b, y, stride[0], stride[1],
                    dilation[0], dilation[1], groups)
+
+
+def backward_input_phases(gy, w, gx, pad4, stride, dilation, groups):
+    """Strided gx = convᵀ(gy, w) by the stride-1 scatter kernel into phase planes, then interleaved into gx.
+
+    The adjoint of :func:`forward_phases`: gy (re-laid on the phase grid,
+    rows W2 wide) is scattered into each input channel's sh*sw phase planes
+    at the taps' phase offsets, and the planes are written back into the
+    image (``cpu_layout._crop_phases``).
+    """
+    N, O, OH, OW = gy.shape
+    KH, KW = w.shape[2], w.shape[3]
+    sh, sw = stride
+    R2 = -(-_rows_needed(OH, KH, sh, dilation[0]) // sh)
+    W2 = -(-_rows_needed(OW, KW, sw, dilation[1]) // sw)
+    L = (OH - 1) * W2 + OW
+    gyf, G = _spread_planes(gy, W2, L)
+    _conv_bwd_input_unit(gyf, G, L, w, gx, R2, W2, pad4[0], pad4[2], sh, sw, dilation[0], dilation[1], groups)
 
 
 def backward_weight_phases(xph, W2, RW2, gy, gw, stride, dilation, groups):
@@ -183,7 +202,7 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, sh, sw, dh, dw, groups):
 
 
 @njit(**_PAR_FMA)
-def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
+def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, sh, sw, dh, dw, groups):
     """Stride 1: gx[n, c] = crop( sum_{o,p,q} w[o,c,p,q] * gy[n, o] placed at tap (p, q) ).
 
     The scatter form, on the padded Wp-wide grid: with gyf holding gy planes
@@ -199,12 +218,17 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
     loaded gy vector feeds 4 FMAs (:func:`_scatter_quad`); a last block of 1
     or 2 channels takes the 2-wide :func:`_scatter_pair`.  The last Og % 4
     output channels go one at a time.
+
+    Strides (:func:`backward_input_phases`): the accumulators hold a
+    channel's sh*sw phase planes of R x Wp, the taps are their phase
+    offsets, and the planes are interleaved into gx at the end.
     """
     N, C, H, W = gx.shape
     O, Cg, KH, KW = w.shape
     Og = O // groups
     Lv = _whole_vectors(L)
-    offs = _tap_offsets(1, 0, Wp, KH, KW, dh, dw, False)
+    offs = _phase_tap_offsets(1, R * Wp, Wp, KH, KW, sh, sw, dh, dw, False)
+    unit = sh == 1 and sw == 1
     NCB = (Cg + 3) // 4
     for t in prange(N * groups * NCB):
         n = t // (groups * NCB)
@@ -212,7 +236,7 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
         g = r // NCB
         c0 = (r - g * NCB) * 4  # within the group
         i0, i1, i2, i3 = c0, min(c0 + 1, Cg - 1), min(c0 + 2, Cg - 1), min(c0 + 3, Cg - 1)
-        acc = np.zeros((4, R * Wp + Lv), dtype=gx.dtype)
+        acc = np.zeros((4, sh * sw * R * Wp + Lv), dtype=gx.dtype)
         a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
         gb = (n * O + g * Og) * G
         if c0 + 2 >= Cg:
@@ -222,7 +246,10 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, dh, dw, groups):
         else:
             _scatter_quad(gyf, gb, G, Lv, w, g * Og, Og, i0, i1, i2, i3, KW, offs, a0, a1, a2, a3)
         for i in range(min(4, Cg - c0)):
-            _crop_plane(acc[i], Wp, R, pt, pl, gx[n, g * Cg + c0 + i])
+            if unit:
+                _crop_plane(acc[i], Wp, R, pt, pl, gx[n, g * Cg + c0 + i])
+            else:
+                _crop_phases(acc[i], R, Wp, sh, sw, pt, pl, gx[n, g * Cg + c0 + i])
 
 
 @njit(**_SEQ_FMA)

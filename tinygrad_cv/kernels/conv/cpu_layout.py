@@ -34,6 +34,41 @@ def _crop_plane(acc, Wp, R, pt, pl, out):
                 out[h, v] = 0
 
 
+@njit(**_SEQ)
+def _crop_phases(acc, R2, W2, sh, sw, pt, pl, out):
+    """out[h, w] = phase plane ((h+pt) % sh, (w+pl) % sw) of acc at ((h+pt) // sh, (w+pl) // sw).
+
+    The inverse of :func:`_phase_planes` for one channel (acc: sh*sw planes
+    of R2 x W2, flat), cropped by (pt, pl); positions past the planes are 0.
+    """
+    H, W = out.shape
+    of = out.reshape(H * W)
+    RW2 = R2 * W2
+    h_end = min(H, R2 * sh - pt)  # rows past it lie beyond every phase plane
+    w_end = max(0, min(W, W2 * sw - pl))
+    for h in range(max(h_end, 0), H):
+        for v in range(W):
+            of[h * W + v] = 0
+    for h in range(max(h_end, 0)):
+        for v in range(w_end, W):
+            of[h * W + v] = 0
+    for a in range(sh):
+        for b in range(sw):
+            v0 = min(W2, max(0, (pl - b + sw - 1) // sw))
+            v1 = max(v0, min(W2, (W + pl - b + sw - 1) // sw))
+            for u in range(R2):
+                h = u * sh + a - pt
+                if h >= 0 and h < H:
+                    s = _U((a * sw + b) * RW2 + u * W2 + v0)
+                    d = _U(h * W + v0 * sw + b - pl)
+                    if sw == 2:  # a literal stride (see _phase_planes)
+                        for v in range(v1 - v0):
+                            of[d + _U(2 * v)] = acc[s + _U(v)]
+                    else:
+                        for v in range(v1 - v0):
+                            of[d + _U(v * sw)] = acc[s + _U(v)]
+
+
 @njit(**_PAR)
 def _pad_planes(x, out, R, Wp, pt, pl, sums):
     """out[n, c] (flat R x Wp) = x[n, c] shifted down by pt rows and right by pl columns.
