@@ -12,26 +12,73 @@ from tinygrad_cv.kernels import reference as ref
 from tinygrad_cv.kernels.matmul import cpu  # matmul_blocked and the BLAS thread switch live with the family
 
 
-def _operand(rng, shape, dtype, transposed):
-    if transposed:  # a transposed view, as in x @ W.T
+def _operand(rng, shape, dtype, layout):
+    """An operand laid out as ``layout`` says: "c" contiguous, "t" a transposed view, "s" every other column."""
+    if layout == "t":  # a transposed view, as in x @ W.T
         return rng.standard_normal(shape[::-1]).astype(dtype).T
+    if layout == "s":  # neither C- nor F-contiguous: matmul_split copies it
+        return rng.standard_normal((shape[0], 2 * shape[1])).astype(dtype)[:, ::2]
     return rng.standard_normal(shape).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(deadline=None, max_examples=30)
 @given(m=st.integers(1, 70), k=st.integers(1, 70), n=st.integers(1, 70),
-       ta=st.booleans(), tb=st.booleans(), seed=st.integers(0, 2**32 - 1),
-       block=st.sampled_from([(64, 128, 128), (3, 5, 7), (1, 1, 1)]))
-def test_matmul_twins_agree(dtype, m, k, n, ta, tb, seed, block):
+       la=st.sampled_from("cts"), lb=st.sampled_from("cts"), seed=st.integers(0, 2**32 - 1),
+       block=st.sampled_from([(64, 128, 128), (3, 5, 7), (1, 1, 1)]), parts=st.integers(1, 5))
+def test_matmul_twins_agree(dtype, m, k, n, la, lb, seed, block, parts):
     rng = np.random.default_rng(seed)
-    a = _operand(rng, (m, k), dtype, ta)
-    b = _operand(rng, (k, n), dtype, tb)
+    a = _operand(rng, (m, k), dtype, la)
+    b = _operand(rng, (k, n), dtype, lb)
     expected = ref.matmul(a, b)
     scale = ref.matmul(np.abs(a), np.abs(b))
-    for got in (cpu.matmul(a, b), cpu.matmul_blocked(a, b, block)):
+    for got in (cpu.matmul(a, b), cpu.matmul_blocked(a, b, block), cpu.matmul_split(a, b, parts)):
         assert got.shape == (m, n) and got.dtype == dtype
         assert_close(got, expected, scale, dtype)
+
+
+@pytest.mark.parametrize("shape", [(130, 57, 40), (20, 33, 150), (0, 5, 7), (6, 0, 7), (6, 5, 0)])
+def test_matmul_split_is_deterministic_and_thread_count_free(shape):
+    """The blocks depend on ``parts`` only: 1 or 2 threads, and repeated calls, give the same bits."""
+    import numba
+
+    m, k, n = shape
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((k, m)).astype(np.float32).T
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    first = cpu.matmul_split(a, b)
+    np.testing.assert_allclose(first, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    saved = numba.get_num_threads()
+    try:
+        for threads in (1, saved):
+            numba.set_num_threads(threads)
+            np.testing.assert_array_equal(cpu.matmul_split(a, b), first)
+    finally:
+        numba.set_num_threads(saved)
+
+
+def test_matmul_takes_the_split_path_between_the_thresholds(monkeypatch):
+    """One BLAS call below _SPLIT_WORK, matmul_split up to _BLAS_ONE_THREAD_WORK, np.dot above."""
+    calls = []
+    monkeypatch.setattr(cpu, "matmul_split", lambda a, b: calls.append("split") or a @ b)
+    monkeypatch.setattr(cpu, "_dot_one_thread", lambda a, b: calls.append("one") or a @ b)
+    a, b = np.ones((64, 400)), np.ones((400, 120))  # 3.1 M multiply-adds
+    monkeypatch.setattr(cpu, "_SPLIT_WORK", 64 * 400 * 120 + 1)
+    cpu.matmul(a, b)
+    monkeypatch.setattr(cpu, "_SPLIT_WORK", 64 * 400 * 120)
+    cpu.matmul(a, b)
+    monkeypatch.setattr(cpu, "_BLAS_ONE_THREAD_WORK", 64 * 400 * 120)
+    cpu.matmul(a, b)
+    assert calls == ["one", "split"]
+
+
+def test_matmul_split_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="int64"):
+        cpu.matmul_split(np.ones((2, 3), np.int64), np.ones((3, 4)))
+    with pytest.raises(ValueError, match=r"3 != 4"):
+        cpu.matmul_split(np.ones((2, 3)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match="parts"):
+        cpu.matmul_split(np.ones((2, 3)), np.ones((3, 4)), parts=0)
 
 
 def test_matmul_blocked_is_deterministic():

@@ -1,8 +1,10 @@
 """Matrix products, CPU twin: BLAS, on one thread for small products.
 
-``matmul`` is ``np.dot`` (BLAS); ``matmul_blocked`` is the hand-written
-cache-blocked teaching version (3-30x slower than BLAS, see bench), kept out
-of the contract. ``linear_forward`` / ``linear_backward`` are the fully
+``matmul`` is ``np.dot`` (BLAS), or for mid-sized products
+``matmul_split``: BLAS calls on blocks of the result, one per core, in a
+Numba parallel loop; ``matmul_blocked`` is the hand-written cache-blocked
+teaching version (3-30x slower than BLAS, see bench), kept out of the
+contract. ``linear_forward`` / ``linear_backward`` are the fully
 connected layer's three products through ``matmul``.
 
 Threads that wait for each other
@@ -39,24 +41,38 @@ _PAR = jit.PAR
 def matmul(a, b):
     """c = a @ b for 2-D a (M, K), b (K, N) via BLAS.
 
-    Plain ``np.dot``: BLAS reads transposed views (``W.T``) through its
+    ``np.dot``: BLAS reads transposed views (``W.T``) through its
     transpose flags without a copy, and calling it from Python avoids a Numba
     dispatch on top of an already-tiny FC-layer GEMM.  Products below
-    ``_BLAS_ONE_THREAD_WORK`` multiply-adds run BLAS on one thread (see
-    the module docstring).
+    ``_BLAS_ONE_THREAD_WORK`` multiply-adds run BLAS on one thread per
+    core: one call (below ``_SPLIT_WORK``) or :func:`matmul_split`'s blocks
+    (see the module docstring and the measurements at the thresholds).
     """
     a = np.asarray(a)
     if a.dtype.type not in _FLOATS:
         raise TypeError(f"a must be float32 or float64, got {a.dtype}")
     b = np.asarray(b, dtype=a.dtype)
-    if a.shape[0] * b.shape[1] * a.shape[1] < _BLAS_ONE_THREAD_WORK:
+    work = a.shape[0] * b.shape[1] * a.shape[1]
+    if work >= _BLAS_ONE_THREAD_WORK:
+        return np.dot(a, b)
+    if work < _SPLIT_WORK:
         return _dot_one_thread(a, b)
-    return np.dot(a, b)
+    return matmul_split(a, b)
 
 
-# Below this many multiply-adds a matrix product runs BLAS on one thread:
-# LeNet's FC layers (12 M at batch 256) take well under a millisecond that way.
+# Below _BLAS_ONE_THREAD_WORK multiply-adds a matrix product runs on one BLAS
+# thread per core, as parallel blocks (matmul_split); below _SPLIT_WORK as one
+# call on one thread in all: splitting costs ~8 us (a parallel launch, and each
+# block packs the shared operand again). Measured, 2 cores, float32, median us,
+# (M, K, N): one call on one thread / two blocks / OpenBLAS's own two threads:
+# (128, 84, 10) 10 / 18 / 6; (128, 120, 84) 37 / 39 / 24; (256, 120, 84) 68 / 57 / 42;
+# (64, 400, 120) 81 / 76 / 63; (128, 400, 120) 146 / 107 / 78;
+# (128, 512, 1000) 1471 / 879 / 761. OpenBLAS's threads are quicker alone but
+# spin after each call (module docstring); above _BLAS_ONE_THREAD_WORK that
+# no longer matters and they run.
 _BLAS_ONE_THREAD_WORK = 1 << 26
+_SPLIT_WORK = 1 << 21
+_SPLIT_PARTS = 2  # fixed, not the thread count: the blocks, and so the rounding, are the same on any machine
 _BLAS_LIBS = None
 # The BLAS thread count is one setting for the whole process, but several Python threads may
 # multiply at once (a training thread beside an evaluation thread). Saving the count and
@@ -142,6 +158,68 @@ def _dot_one_thread(a, b):
         return np.dot(a, b)
 
 
+def _gemm_routine(dtype):
+    """SciPy's BLAS ``sgemm`` / ``dgemm`` as a ctypes function (13 pointers: Fortran passes all by reference).
+
+    It is handed to the kernel as an argument, not read as a global: Numba
+    cannot cache a kernel that holds a ctypes pointer as a constant, and the
+    address changes from process to process anyway.
+    """
+    fn = _GEMM.get(dtype)
+    if fn is None:
+        import ctypes
+
+        from numba.extending import get_cython_function_address
+
+        name = "sgemm" if dtype == np.float32 else "dgemm"
+        address = get_cython_function_address("scipy.linalg.cython_blas", name)
+        fn = _GEMM[dtype] = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(address)
+    return fn
+
+
+_GEMM = {}
+
+
+def _storage(x):
+    """(s, transposed): a C-contiguous array s with x == (s.T if transposed else s), copying only if needed."""
+    if x.flags.c_contiguous:
+        return x, False
+    if x.T.flags.c_contiguous:  # a transposed view such as W.T: BLAS reads it through its flag
+        return x.T, True
+    return np.ascontiguousarray(x), False
+
+
+def matmul_split(a, b, parts=None):
+    """c = a @ b as ``parts`` BLAS calls on blocks of c, run in parallel, BLAS on one thread in each.
+
+    c (M, N) is cut along its longer side into ``parts`` blocks (whole
+    multiples of 16 rows or columns but the last); block p is
+    op(a)[rows_p] @ op(b) or op(a) @ op(b)[:, cols_p], one ``gemm`` over the
+    full inner dimension K, so every element is summed over K by a single
+    call - and the blocks depend on ``parts``, not on the thread count, so
+    neither does the result. Numba's threads run the blocks rather than
+    BLAS's own, which are quicker alone but spin after the call, fighting
+    the Numba workers of the next kernel (module docstring).
+    """
+    a = np.asarray(a)
+    if a.dtype.type not in _FLOATS:  # not a contract function: it checks its own arguments
+        raise TypeError(f"a must be float32 or float64, got {a.dtype}")
+    b = np.asarray(b, dtype=a.dtype)
+    M, N = shapes.check_matmul(a.shape, b.shape)
+    parts = _SPLIT_PARTS if parts is None else int(parts)
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, got {parts}")
+    c = np.empty((M, N), dtype=a.dtype)
+    if c.size == 0 or a.shape[1] == 0:
+        c[...] = 0
+        return c
+    sa, ta = _storage(a)
+    sb, tb = _storage(b)
+    with blas_one_thread():
+        _gemm_blocks(_gemm_routine(a.dtype.type), sa, ta, sb, tb, c, parts)
+    return c
+
+
 def matmul_blocked(a, b, block=(64, 128, 128)):
     """c = a @ b with the hand-written cache-blocked parallel kernel (teaching version).
 
@@ -174,6 +252,63 @@ def linear_backward(grad, x, w, need_input=True, need_weight=True, need_bias=Tru
     gw = matmul(grad.T, x) if need_weight else None
     gb = grad.sum(0) if need_bias else None
     return gx, gw, gb
+
+
+# ==========================================================================
+# Parallel blocks of one BLAS product
+# ==========================================================================
+
+@njit(**_PAR)
+def _gemm_blocks(gemm, sa, ta, sb, tb, c, parts):
+    """c = op(a) @ op(b), op(x) = x.T if its flag is set else x, in up to ``parts`` parallel gemm calls.
+
+    ``sa``, ``sb`` are C-contiguous (row-major); BLAS is column-major, and a
+    row-major matrix is its transpose in column-major order, so each block is
+    computed as c_blk.T = op(b)_blk.T @ op(a)_blk.T: the operands swap places
+    and keep their transpose flags. A block of c's rows starts at row d0 of
+    op(a) (row d0 of sa, or column d0 when ta); a block of columns at column
+    d0 of op(b). Leading dimensions are the storage row lengths.
+    """
+    M, N = c.shape
+    K = sa.shape[0] if ta else sa.shape[1]
+    lda = sa.shape[1]
+    ldb = sb.shape[1]
+    by_rows = M >= N
+    D = M if by_rows else N
+    step = (D + parts - 1) // parts
+    step = min(D, (step + 15) // 16 * 16)
+    blocks = (D + step - 1) // step
+    fa = sa.ravel()
+    fb = sb.ravel()
+    fc = c.ravel()
+    for p in prange(blocks):
+        d0 = p * step
+        d1 = min(D, d0 + step)
+        ints = np.empty(6, np.int32)  # m, n, k, lda, ldb, ldc of the column-major call
+        coef = np.zeros(2, c.dtype)   # alpha = 1, beta = 0
+        coef[0] = 1
+        flags = np.empty(2, np.uint8)
+        flags[0] = 84 if tb else 78  # 'T' / 'N'
+        flags[1] = 84 if ta else 78
+        ints[2] = K
+        ints[3] = ldb
+        ints[4] = lda
+        ints[5] = N
+        if by_rows:
+            ints[0] = N
+            ints[1] = d1 - d0
+            oa = d0 if ta else d0 * lda
+            ob = 0
+            oc = d0 * N
+        else:
+            ints[0] = d1 - d0
+            ints[1] = M
+            oa = 0
+            ob = d0 * ldb if tb else d0
+            oc = d0
+        gemm(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+             coef[0:].ctypes, fb[ob:].ctypes, ints[3:].ctypes, fa[oa:].ctypes, ints[4:].ctypes,
+             coef[1:].ctypes, fc[oc:].ctypes, ints[5:].ctypes)
 
 
 # ==========================================================================
