@@ -75,6 +75,35 @@ def test_winograd_conv2d_matches_torch(dtype, x_shape, out_channels, pad4):
     np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("x_shape, kernel, pad4, dilation", [
+    ((3, 5, 7, 6), (3, 3), (1, 1, 1, 1), (1, 1)),
+    ((2, 4, 9, 5), (2, 3), (0, 1, 2, 0), (2, 1)),
+    ((130, 256, 7, 7), (3, 3), (1, 1, 1, 1), (1, 1)),  # a shape the rule itself sends to the depthwise method
+    ((2, 3, 11, 11), (7, 7), (3, 3, 3, 3), (1, 1)),    # 7x7: the method for the input gradient only
+])
+def test_depthwise_conv2d_matches_torch(dtype, x_shape, kernel, pad4, dilation):
+    """The plane-buffer depthwise kernels (all three passes) against PyTorch (float64 to 1e-9; float32 to its rounding)."""
+    rng = np.random.default_rng(12)
+    C = x_shape[1]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((C, 1) + kernel).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = F.conv2d(_torch_pad(tx, pad4), tw, tb, dilation=dilation, groups=C)
+    gy = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.tensor(gy))
+    with conv_strategy("depthwise"):
+        y = cpu.conv2d_forward(x, w, b, 1, pad4, dilation, C)
+        gx = cpu.conv2d_backward_input(gy, w, x.shape, 1, pad4, dilation, C)
+        gw = cpu.conv2d_backward_weight(x, gy, w.shape, 1, pad4, dilation, C)
+    reduction = x_shape[0] * x_shape[2] * x_shape[3]  # the weight gradient sums over batch and pixels
+    for ours, theirs, n in ((y, ty, kernel[0] * kernel[1]), (gx, tx.grad, kernel[0] * kernel[1]), (gw, tw.grad, reduction)):
+        tol = 1e-9 if dtype == np.float64 else 2e-5 * np.sqrt(n)
+        theirs = theirs.detach().numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=tol, atol=tol * max(1.0, np.abs(theirs).max()))
+
+
 @pytest.mark.parametrize("twin", ["reference", "cpu"])
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding, output_padding, groups, dilation",

@@ -469,3 +469,97 @@ def test_stride1_kernels_over_a_run_of_shapes():
             (cpu.conv2d_backward_weight(x, gy, w.shape, *args), ref.conv2d_backward_weight(x, gy, w.shape, *args)),
         ):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=f"{x.shape} {w.shape} {args}")
+
+
+@st.composite
+def depthwise_configs(draw):
+    """Depthwise stride-1 convolutions (the depthwise method's domain): any filter up to 4x4, dilation,
+    paddings 0-3 per side (beyond d*(k-1) the input gradient leaves the method)."""
+    c = draw(st.integers(1, 6))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pad4 = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h = draw(st.integers(max(1, dil[0] * (kh - 1) + 1 - pad4[0] - pad4[1]), 10))
+    w = draw(st.integers(max(1, dil[1] * (kw - 1) + 1 - pad4[2] - pad4[3]), 10))
+    return dict(x_shape=(draw(st.integers(1, 4)), c, h, w), w_shape=(c, 1, kh, kw), stride=(1, 1),
+                padding=pad4, dilation=dil, groups=c,
+                layout=draw(st.sampled_from(["contiguous", "strided", "transposed"])),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=60)
+@given(cfg=depthwise_configs())
+def test_depthwise_matches_reference(dtype, cfg):
+    """The plane-buffer depthwise kernels == the reference twin, all three passes and the one-call backward."""
+    rng, x, w, b = _data(cfg, dtype)
+    s, p, d, g = _args(cfg)
+    C, (KH, KW) = x.shape[1], w.shape[2:]
+    with conv_strategy("depthwise"):
+        assert conv_cpu._use_depthwise("forward", C, C, KH, KW, s, d, g, p)
+        assert conv_cpu._use_depthwise("input", C, C, KH, KW, s, d, g, p) == (
+            max(p[:2]) <= d[0] * (KH - 1) and max(p[2:]) <= d[1] * (KW - 1))
+        y = cpu.conv2d_forward(x, w, b, s, p, d, g)
+        assert y.dtype == dtype
+        assert_close(y, ref.conv2d_forward(x, w, b, s, p, d, g),
+                     ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), s, p, d, g), dtype)
+        gy = make_array(rng, y.shape, dtype, cfg["layout"])
+        gx = cpu.conv2d_backward_input(gy, w, x.shape, s, p, d, g)
+        assert gx.shape == x.shape and gx.dtype == dtype
+        assert_close(gx, ref.conv2d_backward_input(gy, w, x.shape, s, p, d, g),
+                     ref.conv2d_backward_input(np.abs(gy), np.abs(w), x.shape, s, p, d, g), dtype)
+        gw = cpu.conv2d_backward_weight(x, gy, w.shape, s, p, d, g)
+        assert gw.shape == w.shape and gw.dtype == dtype
+        assert_close(gw, ref.conv2d_backward_weight(x, gy, w.shape, s, p, d, g),
+                     ref.conv2d_backward_weight(np.abs(x), np.abs(gy), w.shape, s, p, d, g), dtype)
+        gx1, gw1, gb1 = cpu.conv2d_backward(x, gy, w, s, p, d, g)
+        np.testing.assert_array_equal(gx1, gx)
+        np.testing.assert_array_equal(gw1, gw)
+    with conv_strategy(None):  # the rule's own choice, whichever method that is
+        assert_close(cpu.conv2d_forward(x, w, b, s, p, d, g), y,
+                     ref.conv2d_forward(np.abs(x), np.abs(w), np.abs(b), s, p, d, g), dtype)
+
+
+def test_depthwise_rule():
+    """3x3 and smaller depthwise filters: every pass; larger ones: the input gradient only; never strided or
+    grouped with several channels per group."""
+    use = conv_cpu._use_depthwise
+    one, p1 = (1, 1), (1, 1, 1, 1)
+    assert all(use(kind, 256, 256, 3, 3, one, one, 256, p1) for kind in ("forward", "input", "weight"))
+    assert use("input", 64, 64, 7, 7, one, one, 64, (3,) * 4)
+    assert not use("forward", 64, 64, 7, 7, one, one, 64, (3,) * 4)
+    assert not use("weight", 64, 64, 7, 7, one, one, 64, (3,) * 4)
+    assert not use("forward", 64, 64, 3, 3, (2, 2), one, 64, p1)      # strided: the phase split
+    assert not use("forward", 64, 128, 3, 3, one, one, 64, p1)        # two filters per channel
+    assert not use("forward", 64, 64, 3, 3, one, one, 32, p1)         # two channels per group
+    assert not use("input", 8, 8, 3, 3, one, one, 8, (3, 0, 0, 0))     # p > d*(k-1): the full correlation would crop
+    with conv_strategy("direct"):
+        assert not use("forward", 256, 256, 3, 3, one, one, 256, p1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_depthwise_is_deterministic_and_thread_independent(dtype):
+    """Each plane (forward, input) or channel (weight) is one work item's: repeated runs and 1 or 2 threads agree."""
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((37, 300, 5, 6)).astype(dtype)  # 11,100 planes: blocks of 43
+    w = rng.standard_normal((300, 1, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((37, 300, 5, 6)).astype(dtype)
+    args = ((1, 1), (1, 1), (1, 1), 300)
+
+    def run():
+        return (cpu.conv2d_forward(x, w, None, *args), cpu.conv2d_backward_input(gy, w, x.shape, *args),
+                cpu.conv2d_backward_weight(x, gy, w.shape, *args))
+
+    assert conv_cpu._use_depthwise("weight", 300, 300, 3, 3, (1, 1), (1, 1), 300, (1, 1, 1, 1))
+    want = run()
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        got = run()
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(got + run(), want + want):
+        np.testing.assert_array_equal(a, b)
+    assert_close(want[2], ref.conv2d_backward_weight(x, gy, w.shape, *args),
+                 ref.conv2d_backward_weight(np.abs(x), np.abs(gy), w.shape, *args), dtype)

@@ -2,8 +2,8 @@
 
 Same functions, signatures and semantics as ``reference.py`` (the readable
 definition and the test oracle); only *how* the numbers are computed differs.
-Four methods are implemented; :func:`_use_winograd`, :func:`_use_phases`,
-then :func:`_use_gemm` pick one per pass:
+Five methods are implemented; :func:`_use_depthwise`, :func:`_use_winograd`,
+:func:`_use_phases`, then :func:`_use_gemm` pick one per pass:
 
 * **direct** (``cpu_direct.py``) - register-blocked flat loops on a
   zero-padded, ``Wp``-wide grid for stride 1, per-plane loops for strides;
@@ -18,7 +18,12 @@ then :func:`_use_gemm` pick one per pass:
   ones: the padded input split into its phase planes
   (``cpu_layout._phase_planes``), then the register-blocked stride-1
   kernels, whose taps are constant offsets again; the input gradient
-  scatters into phase planes and interleaves them back.
+  scatters into phase planes and interleaves them back;
+* **depthwise** (``cpu_depthwise.py``) - one filter per channel at stride 1:
+  each plane padded in a small buffer of the work item's own (no padded
+  copy of the batch), the flat correlation, the output written straight
+  from the accumulator; the input gradient is the same kernel with the
+  filter turned by 180 degrees.
 
 Measured with each method forced (``python bench/conv_methods.py``: ms
 forward / backward-input / backward-weight, float32, all cores, fastest of 9
@@ -85,7 +90,18 @@ over a whole plane run at full vector speed and im2col would copy the input
 KH*KW times.  Grouped convolutions with short reductions per group
 (depthwise) stay direct, but for the strided weight gradient.
 
-:func:`_use_winograd` comes first: with 16 or 32 channels Winograd's
+:func:`_use_depthwise` comes first.  A depthwise convolution does KH*KW
+multiply-adds per output, so its time is memory traffic, and the direct
+method's padded copy of the batch was most of it (ms forward / input /
+weight, batch 128, float32; direct -> depthwise): 3x3 on 256 channels of 7x7
+4.7 / 5.3 / 4.5 -> 2.2 / 2.2 / 2.3; 128 of 14x14 4.1 / 5.2 / 5.0 -> 2.2 /
+2.2 / 2.8; 64 of 28x28 5.3 / 9.0 / 6.4 -> 3.7 / 3.7 / 5.6; 32 of 56x56 14.4
+/ 20.6 / 15.2 -> 7.1 / 7.1 / 10.9.  With 5x5 and 7x7 filters the direct
+kernels' four taps per pass win the forward and weight passes (7x7 on 64
+channels of 28x28: 17.8 / 34.3 / 16.0 direct, 22.2 / 22.1 / 23.0
+depthwise), so those take the depthwise method for the input gradient only.
+
+:func:`_use_winograd` comes next: with 16 or 32 channels Winograd's
 transforms (16 values per tile and channel, in and out) cost about as much
 as the multiply-adds they save, and only the input gradient (where the
 direct kernel scatters) gains from 32 channels; from 64 channels the GEMMs
@@ -107,11 +123,12 @@ import numpy as np
 
 from .. import shapes
 from ..host import float_c as _float_c
-from . import cpu_direct, cpu_gemm, cpu_winograd
+from . import cpu_depthwise, cpu_direct, cpu_gemm, cpu_winograd
 from .cpu_layout import _padded_input, _phased_input, _rows_needed, _spread_planes
 
 # Test hook: None = heuristic, "direct" or "gemm" forces a convolution path; "winograd" forces it
-# where it applies (3x3, stride 1, ...: cpu_winograd.eligible) and leaves the rest to the heuristic;
+# where it applies (3x3, stride 1, ...: cpu_winograd.eligible) and leaves the rest to the heuristic,
+# as does "depthwise" (cpu_depthwise.eligible);
 # "phase" forces the phase split for every strided forward and weight pass (the rest: direct).
 _FORCE_STRATEGY: str | None = None
 
@@ -189,6 +206,20 @@ def _use_winograd(kind, C, O, KH, KW, stride, dilation, groups, pad4, P) -> bool
     return lo <= C <= hi and lo <= O <= hi and P <= _WINOGRAD_MAX_P
 
 
+# Depthwise convolutions (one filter per channel, stride 1): the plane-buffer kernels for 3x3 and
+# smaller filters, and for the input gradient of any size (measured; see the module docstring).
+_DEPTHWISE_MAX_TAPS = 9
+
+
+def _use_depthwise(kind, C, O, KH, KW, stride, dilation, groups, pad4) -> bool:
+    """The depthwise method for this pass? Forward and weight: up to 3x3 filters; input: any filter."""
+    if not cpu_depthwise.eligible(C, O, groups, stride, pad4, KH, KW, dilation, kind):
+        return False
+    if _FORCE_STRATEGY is not None:
+        return _FORCE_STRATEGY == "depthwise"
+    return kind == "input" or KH * KW <= _DEPTHWISE_MAX_TAPS
+
+
 # ==========================================================================
 # The three passes: shared preparation, then the chosen method
 # ==========================================================================
@@ -200,6 +231,8 @@ def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
     dh, dw = dilation
     if b is None:
         b = np.zeros(O, dtype=x.dtype)
+    if _use_depthwise("forward", C, O, KH, KW, stride, dilation, groups, pad4):
+        return cpu_depthwise.forward(x, w, b, pad4, dilation)
     if _use_winograd("forward", C, O, KH, KW, stride, dilation, groups, pad4, OH * OW):
         return cpu_winograd.forward(x, w, b, pad4, OH, OW)
     if _use_phases("forward", O, Cg, KH, KW, stride, groups):
@@ -220,6 +253,8 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups, spread=None)
     N, C, H, W = x_shape
     O, Cg, KH, KW = w.shape
     OH, OW = gy.shape[2], gy.shape[3]
+    if _use_depthwise("input", C, O, KH, KW, stride, dilation, groups, pad4):
+        return cpu_depthwise.backward_input(gy, w, x_shape, pad4, dilation)
     if _use_winograd("input", C, O, KH, KW, stride, dilation, groups, pad4, OH * OW):
         return cpu_winograd.backward_input(gy, w, x_shape, pad4)
     sh, sw = stride
@@ -245,6 +280,8 @@ def _conv_bwd_weight(x, gy, w_shape, stride, pad4, dilation, groups, spread=None
     OH, OW = gy.shape[2], gy.shape[3]
     sh, sw = stride
     dh, dw = dilation
+    if _use_depthwise("weight", C, O, KH, KW, stride, dilation, groups, pad4):
+        return cpu_depthwise.backward_weight(x, gy, w_shape, pad4, dilation)
     gw = np.empty((O, Cg, KH, KW), dtype=x.dtype)
     if _use_phases("weight", O, Cg, KH, KW, stride, groups):
         xph, W2, RW2 = _phased_input(x, pad4, KH, KW, OH, OW, stride, dilation)
@@ -311,6 +348,7 @@ def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True
     spread = sums = None
     if unit and any(not _use_gemm(kind, N, O, Cg, KH, KW, groups, OH * OW, unit)
                     and not _use_winograd(kind, C, O, KH, KW, stride, dilation, groups, pad4, OH * OW)
+                    and not _use_depthwise(kind, C, O, KH, KW, stride, dilation, groups, pad4)
                     for kind in passes):
         Wp = W + pad4[2] + pad4[3]
         sums = np.empty((N, O)) if need_bias else None
