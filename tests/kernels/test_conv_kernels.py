@@ -299,7 +299,7 @@ def _check_winograd(x, w, b, p, rng, dtype, layout):
 
 
 def test_winograd_rule_and_its_domain():
-    """The heuristic picks Winograd for 64-128 channels (input gradient: 32-128) up to 28x28, never the weight."""
+    """The heuristic picks Winograd for 64-128 channels (input gradient: 32-128) up to 112x112, never the weight."""
     use = conv_cpu._use_winograd
     one, pad = (1, 1), (1, 1, 1, 1)
     assert use("forward", 64, 64, 3, 3, one, one, 1, pad, 64)
@@ -308,7 +308,8 @@ def test_winograd_rule_and_its_domain():
     assert not use("forward", 32, 32, 3, 3, one, one, 1, pad, 256)  # transforms cost as much as they save
     assert use("input", 32, 32, 3, 3, one, one, 1, pad, 256)  # ... but the direct input gradient is slower
     assert not use("forward", 256, 256, 3, 3, one, one, 1, pad, 49)  # the transformed weight leaves the cache
-    assert not use("forward", 64, 64, 3, 3, one, one, 1, pad, 56 * 56)  # larger than measured
+    assert use("forward", 64, 64, 3, 3, one, one, 1, pad, 56 * 56)  # measured up to 112x112 ...
+    assert not use("forward", 64, 64, 3, 3, one, one, 1, pad, 113 * 113)  # ... and not beyond
     # outside F(2x2, 3x3)'s domain, even when forced
     with conv_strategy("winograd"):
         assert not use("forward", 64, 64, 3, 3, (2, 2), one, 1, pad, 64)

@@ -108,7 +108,10 @@ direct kernel scatters) gains from 32 channels; from 64 channels the GEMMs
 dominate and Winograd wins both passes by 10-35 %; at 256 channels the
 transformed weight (16 * C * O values) no longer stays in cache and GEMM
 wins again.  So: forward from 64, input from 32 channels in and out, up to
-128, on outputs up to 28x28 (the largest measured).  Where two methods are
+128, on outputs up to 112x112 (the largest measured: at 56x56 64 -> 64,
+batch 32, Winograd 44 / 43 ms forward / input against the rule's earlier
+direct / GEMM choice of 67 / 74; 64 -> 64 at 112x112, batch 8: 54-62 / 53-70
+against 64 / 74; 32 -> 32 at 32x32 is a coin toss).  Where two methods are
 within ~10 % of each other the rule's choice is a coin toss between them.
 
 Every parallel loop gives each work item exclusive ownership of the output
@@ -190,10 +193,10 @@ def _use_phases(kind, O, Cg, KH, KW, stride, groups) -> bool:
 
 # Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions: the forward pass from 64 channels in and out,
 # the input gradient (where the direct kernel's scatter is slower than its forward) from 32; up to 128
-# channels and 28x28 outputs (measured; see the module docstring).
+# channels and 112x112 outputs (measured; see the module docstring).
 _WINOGRAD_MIN_CHANNELS = {"forward": 64, "input": 32}
 _WINOGRAD_MAX_CHANNELS = 128
-_WINOGRAD_MAX_P = 28 * 28
+_WINOGRAD_MAX_P = 112 * 112
 
 
 def _use_winograd(kind, C, O, KH, KW, stride, dilation, groups, pad4, P) -> bool:
