@@ -69,9 +69,12 @@ def matmul(a, b):
 # (64, 400, 120) 81 / 76 / 63; (128, 400, 120) 146 / 107 / 78;
 # (128, 512, 1000) 1471 / 879 / 761. OpenBLAS's threads are quicker alone but
 # spin after each call (module docstring); above _BLAS_ONE_THREAD_WORK that
-# no longer matters and they run.
+# no longer matters and they run. The split starts at 4 M, not at the
+# break-even near 2 M: below 4 M it saves a few microseconds a call, and
+# compiling its kernel costs a first run about a second (LeNet-5 at batch 64,
+# 3 M, then needs no extra kernel).
 _BLAS_ONE_THREAD_WORK = 1 << 26
-_SPLIT_WORK = 1 << 21
+_SPLIT_WORK = 1 << 22
 _SPLIT_PARTS = 2  # fixed, not the thread count: the blocks, and so the rounding, are the same on any machine
 _BLAS_LIBS = None
 # The BLAS thread count is one setting for the whole process, but several Python threads may
