@@ -91,19 +91,26 @@ def backward_weight(x, gy, w_shape, pad4, dilation):
 # Numba kernels.  Arrays arrive C-contiguous and all of one float dtype.
 # ==========================================================================
 
-@njit(**_PAR_FMA)
-def _forward(x, wt, b, y, pt, pl, R, Wp, KH, KW, dh, dw, per):
-    """Per plane: copy x[n, c] into the buffer's interior (R x Wp grid), acc = b[c] + sum_k wt[c, k] * buf[offs[k]:],
-    crop acc's Wp-wide rows into y[n, c]."""
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2], y.shape[3]
+@njit(**_SEQ)
+def _grid(R, Wp, OH, OW, KH, KW, dh, dw):
+    """(offs, Lv, size): tap k's flat offset on the Wp-wide grid, the output loop length rounded up to whole
+    vectors, and the buffer length (the rounded-up loops read up to offs[-1] + Lv)."""
     T = KH * KW
     Lv = _whole_vectors((OH - 1) * Wp + OW)
     offs = np.empty(T, dtype=np.int64)
     for p in range(KH):
         for q in range(KW):
             offs[p * KW + q] = p * dh * Wp + q * dw
-    size = max(R * Wp, offs[T - 1] + Lv)  # the rounded-up loops read up to offs[T-1] + Lv
+    return offs, Lv, max(R * Wp, offs[T - 1] + Lv)
+
+
+@njit(**_PAR_FMA)
+def _forward(x, wt, b, y, pt, pl, R, Wp, KH, KW, dh, dw, per):
+    """Per plane: copy x[n, c] into the buffer's interior (R x Wp grid), acc = b[c] + sum_k wt[c, k] * buf[offs[k]:],
+    crop acc's Wp-wide rows into y[n, c]."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    offs, Lv, size = _grid(R, Wp, OH, OW, KH, KW, dh, dw)
     planes = N * C
     for blk in prange((planes + per - 1) // per):
         buf = np.zeros(size, dtype=y.dtype)
@@ -158,12 +165,7 @@ def _backward_weight(x, gy, gw, pt, pl, R, Wp, KH, KW, dh, dw):
     N, C, H, W = x.shape
     OH, OW = gy.shape[2], gy.shape[3]
     T = KH * KW
-    Lv = _whole_vectors((OH - 1) * Wp + OW)
-    offs = np.empty(T, dtype=np.int64)
-    for p in range(KH):
-        for q in range(KW):
-            offs[p * KW + q] = p * dh * Wp + q * dw
-    size = max(R * Wp, offs[T - 1] + Lv)
+    offs, Lv, size = _grid(R, Wp, OH, OW, KH, KW, dh, dw)
     for c in prange(C):
         buf = np.zeros(size, dtype=gw.dtype)
         g = np.zeros(Lv, dtype=gw.dtype)
