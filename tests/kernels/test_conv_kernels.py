@@ -564,3 +564,36 @@ def test_depthwise_is_deterministic_and_thread_independent(dtype):
         np.testing.assert_array_equal(a, b)
     assert_close(want[2], ref.conv2d_backward_weight(x, gy, w.shape, *args),
                  ref.conv2d_backward_weight(np.abs(x), np.abs(gy), w.shape, *args), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(deadline=None, max_examples=40)
+@given(cfg=depthwise_configs(), extra=st.tuples(st.integers(0, 1), st.integers(0, 1)))
+def test_depthwise_transposed_convolution_matches_reference(dtype, cfg, extra):
+    """conv_transpose2d runs the input-gradient pass with an x larger than the convolution reads (output_padding,
+    allowed below the dilation at stride 1): the depthwise method pads the bottom and right to fit, or steps aside."""
+    (kh, kw), (dh, dw) = cfg["w_shape"][2:], cfg["dilation"]
+    op = (min(extra[0], dh - 1), min(extra[1], dw - 1))
+    pad = (cfg["padding"][0], cfg["padding"][2])  # conv_transpose2d's padding is symmetric
+    rng, x, w, b = _data(cfg, dtype)
+    try:
+        shapes.conv_transpose2d_output_size(x.shape[2:], (kh, kw), (1, 1), pad, op, (dh, dw))
+    except ValueError:  # padding that crops the output away entirely: none then
+        pad = (0, 0)
+    args = ((1, 1), pad, op, x.shape[1], (dh, dw))
+    with conv_strategy("depthwise"):
+        y = cpu.conv_transpose2d_forward(x, w, b, *args)
+    assert_close(y, ref.conv_transpose2d_forward(x, w, b, *args),
+                 ref.conv_transpose2d_forward(np.abs(x), np.abs(w), np.abs(b), *args), dtype)
+
+
+def test_depthwise_input_gradient_of_a_larger_input():
+    """The case CI found: a 1x1 filter, dilation (1, 2), output_padding 1 - x is one column wider than read."""
+    x, w = np.array([[[[0.126]]]]), np.array([[[[-0.132]]]])
+    for strategy in ("depthwise", None):
+        with conv_strategy(strategy):
+            y = cpu.conv_transpose2d_forward(x, w, None, (1, 1), (0, 0), (0, 1), 1, (1, 2))
+        np.testing.assert_allclose(y, ref.conv_transpose2d_forward(x, w, None, (1, 1), (0, 0), (0, 1), 1, (1, 2)))
+        assert y.shape == (1, 1, 1, 2)
+    assert conv_cpu._use_depthwise("input", 1, 1, 1, 1, (1, 1), (1, 2), 1, (0, 0, 0, 0), (1, 2, 1, 1))
+    assert not conv_cpu._use_depthwise("input", 1, 1, 1, 1, (1, 1), (1, 1), 1, (0, 2, 0, 0), (5, 1, 7, 1))

@@ -214,9 +214,13 @@ def _use_winograd(kind, C, O, KH, KW, stride, dilation, groups, pad4, P) -> bool
 _DEPTHWISE_MAX_TAPS = 9
 
 
-def _use_depthwise(kind, C, O, KH, KW, stride, dilation, groups, pad4) -> bool:
-    """The depthwise method for this pass? Forward and weight: up to 3x3 filters; input: any filter."""
-    if not cpu_depthwise.eligible(C, O, groups, stride, pad4, KH, KW, dilation, kind):
+def _use_depthwise(kind, C, O, KH, KW, stride, dilation, groups, pad4, hw=None) -> bool:
+    """The depthwise method for this pass? Forward and weight: up to 3x3 filters; input: any filter.
+
+    ``hw`` = (H, W, OH, OW) for the input gradient, whose x may be larger than
+    the convolution reads (see ``cpu_depthwise.eligible``).
+    """
+    if not cpu_depthwise.eligible(C, O, groups, stride, pad4, KH, KW, dilation, kind, hw):
         return False
     if _FORCE_STRATEGY is not None:
         return _FORCE_STRATEGY == "depthwise"
@@ -256,7 +260,7 @@ def _conv_bwd_input(gy, w, x_shape, stride, pad4, dilation, groups, spread=None)
     N, C, H, W = x_shape
     O, Cg, KH, KW = w.shape
     OH, OW = gy.shape[2], gy.shape[3]
-    if _use_depthwise("input", C, O, KH, KW, stride, dilation, groups, pad4):
+    if _use_depthwise("input", C, O, KH, KW, stride, dilation, groups, pad4, (H, W, OH, OW)):
         return cpu_depthwise.backward_input(gy, w, x_shape, pad4, dilation)
     if _use_winograd("input", C, O, KH, KW, stride, dilation, groups, pad4, OH * OW):
         return cpu_winograd.backward_input(gy, w, x_shape, pad4)
@@ -351,7 +355,7 @@ def conv2d_backward(x, gy, w, stride, padding, dilation, groups, need_input=True
     spread = sums = None
     if unit and any(not _use_gemm(kind, N, O, Cg, KH, KW, groups, OH * OW, unit)
                     and not _use_winograd(kind, C, O, KH, KW, stride, dilation, groups, pad4, OH * OW)
-                    and not _use_depthwise(kind, C, O, KH, KW, stride, dilation, groups, pad4)
+                    and not _use_depthwise(kind, C, O, KH, KW, stride, dilation, groups, pad4, (H, W, OH, OW))
                     for kind in passes):
         Wp = W + pad4[2] + pad4[3]
         sums = np.empty((N, O)) if need_bias else None

@@ -35,14 +35,31 @@ from .cpu_layout import _crop_plane, _whole_vectors
 _PAR_FMA, _SEQ, _SEQ_FMA = jit.PAR_FMA, jit.SEQ, jit.SEQ_FMA
 
 
-def eligible(C, O, groups, stride, pad4, KH, KW, dilation, kind) -> bool:
-    """Depthwise with one filter per channel, stride 1; the input gradient also needs p <= d*(k-1) per side."""
+def eligible(C, O, groups, stride, pad4, KH, KW, dilation, kind, hw=None) -> bool:
+    """Depthwise with one filter per channel, stride 1.
+
+    The input gradient runs the forward kernel on gy with padding
+    :func:`_full_padding`, which must not be negative: p <= d*(k-1) at the
+    top and left, and at the bottom and right the same unless x has rows or
+    columns the convolution never reads (``conv_transpose2d``'s
+    ``output_padding``), which ``hw`` = (H, W, OH, OW) tells.
+    """
     if not (groups == C == O and tuple(stride) == (1, 1)):
         return False
     if kind == "input":
-        dh, dw = dilation
-        return all(0 <= p <= dh * (KH - 1) for p in pad4[:2]) and all(0 <= p <= dw * (KW - 1) for p in pad4[2:])
+        return min(_full_padding(pad4, KH, KW, dilation, hw)) >= 0
     return True
+
+
+def _full_padding(pad4, KH, KW, dilation, hw=None):
+    """Padding of the full correlation of gy that gives gx: d*(k-1) - p at the top and left; at the bottom and
+    right whatever makes the output H x W (d*(k-1) - p when x is exactly what the convolution reads)."""
+    dh, dw = dilation
+    pt, pb, pl, pr = pad4
+    if hw is None:
+        return dh * (KH - 1) - pt, dh * (KH - 1) - pb, dw * (KW - 1) - pl, dw * (KW - 1) - pr
+    H, W, OH, OW = hw
+    return dh * (KH - 1) - pt, H - OH + pt, dw * (KW - 1) - pl, W - OW + pl
 
 
 def _planes_per_item(planes):
@@ -66,11 +83,9 @@ def forward(x, w, b, pad4, dilation):
 
 
 def backward_input(gy, w, x_shape, pad4, dilation):
-    """gx: the forward kernel on gy with w turned by 180 degrees and padding d*(k-1) - p per side."""
+    """gx: the forward kernel on gy with w turned by 180 degrees and padding :func:`_full_padding`."""
     KH, KW = w.shape[2], w.shape[3]
-    dh, dw = dilation
-    pt, pb, pl, pr = pad4
-    full = (dh * (KH - 1) - pt, dh * (KH - 1) - pb, dw * (KW - 1) - pl, dw * (KW - 1) - pr)
+    full = _full_padding(pad4, KH, KW, dilation, (x_shape[2], x_shape[3], gy.shape[2], gy.shape[3]))
     turned = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     gx = forward(gy, turned, np.zeros(w.shape[0], dtype=gy.dtype), full, dilation)
     assert gx.shape == tuple(x_shape)
