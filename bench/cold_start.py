@@ -9,6 +9,12 @@ what ``kernels.jit.compile_notice`` counted.
 
     python bench/cold_start.py                  # one cold run, then two warm ones
     python bench/cold_start.py --batch-size 256
+    python bench/cold_start.py --kernels        # also: seconds per compiled kernel, slowest first
+
+``--kernels`` lists, for the cold run, every outermost compilation (a kernel
+called from Python) with its time, and under it the helpers and library
+functions it compiled on the way (the same "numba:compile" events that
+``compile_notice`` counts): where a first step's seconds go.
 """
 from __future__ import annotations
 
@@ -38,6 +44,17 @@ SNIPPET = textwrap.dedent("""
     rng = np.random.default_rng(0)
     x = tg.from_numpy(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
     y = tg.from_numpy(rng.integers(0, 10, batch))
+    from numba.core import event
+    stack, kernels = [], []
+    class Timer(event.Listener):  # every compilation, nested ones inside their caller's
+        def on_start(self, ev):
+            stack.append((time.perf_counter(), []))
+        def on_end(self, ev):
+            start, inner = stack.pop()
+            fn = ev.data["dispatcher"].py_func
+            entry = [f"{fn.__module__}.{fn.__qualname__}", time.perf_counter() - start, inner]
+            (stack[-1][1] if stack else kernels).append(entry)
+    event.register("numba:compile", Timer())
     steps = []
     with compile_notice(write=lambda line: None) as notice:
         for _ in range(2):
@@ -48,7 +65,8 @@ SNIPPET = textwrap.dedent("""
             opt.step()
             loss.item()
             steps.append(time.perf_counter() - s)
-    print(json.dumps(dict(imp=t1 - t0, first=steps[0], second=steps[1], count=notice.count, seconds=notice.seconds)))
+    print(json.dumps(dict(imp=t1 - t0, first=steps[0], second=steps[1], count=notice.count, seconds=notice.seconds,
+                          kernels=kernels)))
 """)
 
 
@@ -56,6 +74,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--warm-runs", type=int, default=2)
+    ap.add_argument("--kernels", action="store_true", help="seconds per compiled kernel in the cold run")
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory(prefix="tinygrad_cv-cold-") as cache:
@@ -73,6 +92,14 @@ def main():
             print(f"  {label:20s} import {r['imp']:5.2f} s   first step {r['first']:6.2f} s   second step "
                   f"{r['second'] * 1e3:6.1f} ms   compiled {r['count']:3d} kernels in {r['seconds']:5.1f} s   "
                   f"process {wall:5.1f} s")
+            if args.kernels and r["kernels"]:
+                print("    compiled (outermost kernels, slowest first; under each, what it compiled on the way "
+                      "over 0.1 s):")
+                for name, sec, inner in sorted(r["kernels"], key=lambda k: -k[1]):
+                    print(f"      {sec:6.2f} s  {name}")
+                    for iname, isec, _ in sorted(inner, key=lambda k: -k[1]):
+                        if isec >= 0.1:
+                            print(f"        {isec:6.2f} s  {iname}")
 
 
 if __name__ == "__main__":
