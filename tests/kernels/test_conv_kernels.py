@@ -581,10 +581,20 @@ def test_depthwise_transposed_convolution_matches_reference(dtype, cfg, extra):
     except ValueError:  # padding that crops the output away entirely: none then
         pad = (0, 0)
     args = ((1, 1), pad, op, x.shape[1], (dh, dw))
+    bargs = ((1, 1), pad, (dh, dw), x.shape[1])  # stride, padding, dilation, groups
     with conv_strategy("depthwise"):
         y = cpu.conv_transpose2d_forward(x, w, b, *args)
-    assert_close(y, ref.conv_transpose2d_forward(x, w, b, *args),
-                 ref.conv_transpose2d_forward(np.abs(x), np.abs(w), np.abs(b), *args), dtype)
+        assert_close(y, ref.conv_transpose2d_forward(x, w, b, *args),
+                     ref.conv_transpose2d_forward(np.abs(x), np.abs(w), np.abs(b), *args), dtype)
+        # its gradients: x's is a depthwise convolution of gy cropped to x, w's a correlation with x as the gradient
+        gy = make_array(rng, y.shape, dtype, cfg["layout"])
+        gx = cpu.conv_transpose2d_backward_input(gy, w, *bargs, x_shape=x.shape)
+        assert gx.shape == x.shape
+        assert_close(gx, ref.conv_transpose2d_backward_input(gy, w, *bargs, x_shape=x.shape),
+                     ref.conv_transpose2d_backward_input(np.abs(gy), np.abs(w), *bargs, x_shape=x.shape), dtype)
+        gw = cpu.conv_transpose2d_backward_weight(x, gy, w.shape, *bargs)
+        assert_close(gw, ref.conv_transpose2d_backward_weight(x, gy, w.shape, *bargs),
+                     ref.conv_transpose2d_backward_weight(np.abs(x), np.abs(gy), w.shape, *bargs), dtype)
 
 
 def test_depthwise_input_gradient_of_a_larger_input():
@@ -593,7 +603,10 @@ def test_depthwise_input_gradient_of_a_larger_input():
     for strategy in ("depthwise", None):
         with conv_strategy(strategy):
             y = cpu.conv_transpose2d_forward(x, w, None, (1, 1), (0, 0), (0, 1), 1, (1, 2))
+            gx = cpu.conv_transpose2d_backward_input(y, w, (1, 1), (0, 0), (1, 2), 1, x_shape=x.shape)
         np.testing.assert_allclose(y, ref.conv_transpose2d_forward(x, w, None, (1, 1), (0, 0), (0, 1), 1, (1, 2)))
-        assert y.shape == (1, 1, 1, 2)
+        assert y.shape == (1, 1, 1, 2) and gx.shape == x.shape
+        np.testing.assert_allclose(gx, ref.conv_transpose2d_backward_input(y, w, (1, 1), (0, 0), (1, 2), 1,
+                                                                            x_shape=x.shape))
     assert conv_cpu._use_depthwise("input", 1, 1, 1, 1, (1, 1), (1, 2), 1, (0, 0, 0, 0), (1, 2, 1, 1))
     assert not conv_cpu._use_depthwise("input", 1, 1, 1, 1, (1, 1), (1, 1), 1, (0, 2, 0, 0), (5, 1, 7, 1))

@@ -239,7 +239,7 @@ def _conv_fwd(x, w, b, stride, pad4, dilation, groups, OH, OW):
     if b is None:
         b = np.zeros(O, dtype=x.dtype)
     if _use_depthwise("forward", C, O, KH, KW, stride, dilation, groups, pad4):
-        return cpu_depthwise.forward(x, w, b, pad4, dilation)
+        return cpu_depthwise.forward(x, w, b, pad4, dilation, OH, OW)
     if _use_winograd("forward", C, O, KH, KW, stride, dilation, groups, pad4, OH * OW):
         return cpu_winograd.forward(x, w, b, pad4, OH, OW)
     if _use_phases("forward", O, Cg, KH, KW, stride, groups):

@@ -68,14 +68,18 @@ def _planes_per_item(planes):
     return max(1, planes // 256)
 
 
-def forward(x, w, b, pad4, dilation):
-    """y = depthwise conv(x, w) + b at stride 1; x (N, C, H, W), w (C, 1, KH, KW), b (C,)."""
+def forward(x, w, b, pad4, dilation, OH=None, OW=None):
+    """y = depthwise conv(x, w) + b at stride 1; x (N, C, H, W), w (C, 1, KH, KW), b (C,).
+
+    ``OH``, ``OW``: the output size, if smaller than the convolution's own
+    (``conv_transpose2d``'s input gradient crops to its x).
+    """
     N, C, H, W = x.shape
     KH, KW = w.shape[2], w.shape[3]
     pt, pb, pl, pr = pad4
     dh, dw = dilation
-    OH = H + pt + pb - dh * (KH - 1)
-    OW = W + pl + pr - dw * (KW - 1)
+    OH = H + pt + pb - dh * (KH - 1) if OH is None else OH
+    OW = W + pl + pr - dw * (KW - 1) if OW is None else OW
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     _forward(x, w.reshape(C, KH * KW), b, y, pt, pl, pt + H + pb, W + pl + pr, KH, KW, dh, dw,
              _planes_per_item(N * C))
@@ -87,9 +91,7 @@ def backward_input(gy, w, x_shape, pad4, dilation):
     KH, KW = w.shape[2], w.shape[3]
     full = _full_padding(pad4, KH, KW, dilation, (x_shape[2], x_shape[3], gy.shape[2], gy.shape[3]))
     turned = np.ascontiguousarray(w[:, :, ::-1, ::-1])
-    gx = forward(gy, turned, np.zeros(w.shape[0], dtype=gy.dtype), full, dilation)
-    assert gx.shape == tuple(x_shape)
-    return gx
+    return forward(gy, turned, np.zeros(w.shape[0], dtype=gy.dtype), full, dilation, x_shape[2], x_shape[3])
 
 
 def backward_weight(x, gy, w_shape, pad4, dilation):
