@@ -38,6 +38,14 @@ from ..host import float_c as _float_c
 _PAR = jit.PAR
 
 
+def _float_operands(a, b):
+    """(a, b) as arrays of a's float dtype, views where possible (BLAS reads transposed views as they are)."""
+    a = np.asarray(a)
+    if a.dtype.type not in _FLOATS:
+        raise TypeError(f"a must be float32 or float64, got {a.dtype}")
+    return a, np.asarray(b, dtype=a.dtype)
+
+
 def matmul(a, b):
     """c = a @ b for 2-D a (M, K), b (K, N) via BLAS.
 
@@ -48,10 +56,7 @@ def matmul(a, b):
     core: one call (below ``_SPLIT_WORK``) or :func:`matmul_split`'s blocks
     (see the module docstring and the measurements at the thresholds).
     """
-    a = np.asarray(a)
-    if a.dtype.type not in _FLOATS:
-        raise TypeError(f"a must be float32 or float64, got {a.dtype}")
-    b = np.asarray(b, dtype=a.dtype)
+    a, b = _float_operands(a, b)
     work = a.shape[0] * b.shape[1] * a.shape[1]
     if work >= _BLAS_ONE_THREAD_WORK:
         return np.dot(a, b)
@@ -204,10 +209,7 @@ def matmul_split(a, b, parts=None):
     BLAS's own, which are quicker alone but spin after the call, fighting
     the Numba workers of the next kernel (module docstring).
     """
-    a = np.asarray(a)
-    if a.dtype.type not in _FLOATS:  # not a contract function: it checks its own arguments
-        raise TypeError(f"a must be float32 or float64, got {a.dtype}")
-    b = np.asarray(b, dtype=a.dtype)
+    a, b = _float_operands(a, b)  # not a contract function: it checks its own arguments
     M, N = shapes.check_matmul(a.shape, b.shape)
     parts = _SPLIT_PARTS if parts is None else int(parts)
     if parts < 1:
