@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numba
+import numpy as np
 import pytest
 
 import tinygrad_cv.kernels as kernels_pkg
@@ -86,15 +87,17 @@ _MAIN = textwrap.dedent("""
     import numba
     import helper
     decorate = jit.njit if stamped else numba.njit
-    @decorate(cache=True)
+    signature = ("int64(int64)",) if sys.argv[3] == "1" else ()   # eager: compiled (or loaded) at decoration
+    @decorate(*signature, cache=True)
     def kernel(x):
         return helper.f(x) + 1
     print(kernel(1))
 """)
 
 
+@pytest.mark.parametrize("eager", [False, True])
 @pytest.mark.parametrize("stamped", [True, False])
-def test_an_edited_helper_in_another_file_is_not_served_from_the_cache(tmp_path, stamped):
+def test_an_edited_helper_in_another_file_is_not_served_from_the_cache(tmp_path, stamped, eager):
     """The hazard, shown with plain numba.njit, and its cure: a kernel compiled from main.py with a
     helper from helper.py; then only helper.py changes."""
     (tmp_path / "main.py").write_text(_MAIN)
@@ -104,7 +107,8 @@ def test_an_edited_helper_in_another_file_is_not_served_from_the_cache(tmp_path,
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
 
     def run():
-        out = subprocess.run([sys.executable, str(tmp_path / "main.py"), str(tmp_path), "1" if stamped else "0"],
+        out = subprocess.run([sys.executable, str(tmp_path / "main.py"), str(tmp_path), "1" if stamped else "0",
+                              "1" if eager else "0"],
                              capture_output=True, text=True, env=env, timeout=300)
         assert out.returncode == 0, out.stderr
         return int(out.stdout.split()[-1])
@@ -115,3 +119,30 @@ def test_an_edited_helper_in_another_file_is_not_served_from_the_cache(tmp_path,
         assert run() == 21
     else:
         assert run() == 11  # Numba's own stamp: the stale kernel (if this ever fails, Numba fixed it)
+
+
+def test_parallel_kernels_parallelise_only_their_prange_loops():
+    """jit.PAR turns on prange and nothing else (array expressions inside a kernel are not made into
+    parallel loops of their own: each one costs a compilation, measured 1.3 s of LeNet-5's cold start),
+    and every kernel gets the whole option set (Numba pops the keys of the dict it is given)."""
+    assert jit.PAR["parallel"] == dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
+                                       setitem=False, numpy=False, stencil=False, fusion=False)
+    parallel = [d for d in _cpu_kernel_dispatchers().values() if d.targetoptions.get("parallel")]
+    assert len(parallel) > 20
+    for dispatcher in parallel:
+        assert dispatcher.targetoptions["parallel"] == jit.PAR["parallel"], dispatcher.py_func.__qualname__
+
+
+def test_an_eager_signature_is_the_only_one_compiled():
+    """jit.njit(signature): compiled at decoration and for nothing else, so calls with constant
+    (literal) arguments from other kernels convert instead of compiling copies."""
+    from tinygrad_cv.kernels.conv import cpu_layout
+
+    @jit.njit(cache=False)
+    def caller(n):
+        return cpu_layout._phase_tap_offsets(1, n, n, 3, 3, 1, 1, 1, 1, True)[-1] + \
+            cpu_layout._phase_tap_offsets(n, n, n, 3, 3, 1, 1, 1, 1, False)[0]
+
+    assert caller(10) == 22
+    assert cpu_layout._phase_tap_offsets(np.int32(1), 10, 10, 3, 3, 1, 1, 1, 1, True)[-1] == 22
+    assert len(cpu_layout._phase_tap_offsets.signatures) == 1

@@ -31,7 +31,7 @@ from numba import prange
 
 from .. import jit
 from ..jit import njit
-from .cpu_layout import (_crop_phases, _crop_plane, _phase_tap_offsets, _rows_needed, _spread_planes, _tap_offsets,
+from .cpu_layout import (_crop_phases, _crop_plane, _largest, _phase_tap_offsets, _rows_needed, _spread_planes, _tap_offsets,
                          _whole_vectors)
 
 _PAR, _SEQ = jit.PAR, jit.SEQ
@@ -171,7 +171,7 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, sh, sw, dh, dw, groups):
     L = (OH - 1) * Wp + OW
     Lv = _whole_vectors(L)
     offs = _phase_tap_offsets(Cg, RWp, Wp, KH, KW, sh, sw, dh, dw, False)
-    off_max = offs.max()
+    off_max = _largest(offs)
     CS = sh * sw * RWp  # channel stride
     wt = w.reshape(O, T)
     NOB = (Og + 3) // 4
@@ -490,7 +490,7 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, sh, sw, dh, 
     N = gyf.shape[0] // (O * G)
     Lv = _whole_vectors(L)
     offs = _phase_tap_offsets(Cg, RWp, Wp, KH, KW, sh, sw, dh, dw, True)
-    off_max = offs.max()
+    off_max = _largest(offs)
     CS = sh * sw * RWp  # channel stride (phase planes: see _conv_fwd_unit)
     T4 = offs.shape[0]
     NOB = (Og + 3) // 4
