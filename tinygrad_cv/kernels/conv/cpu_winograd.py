@@ -100,9 +100,13 @@ def _tiled_input(x, pt, pl, OH, OW):
 
 def _weight_transform(w):
     """V[ξ, c, o] = (G w[o, c] Gᵀ)[ξ] for w of shape (O, C, 3, 3); in w's dtype."""
+    O, C = w.shape[0], w.shape[1]
     G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=w.dtype)
-    Ghat = np.einsum("ip,ocpq,jq->ijco", G, w, G)  # (4, 4, C, O)
-    return np.ascontiguousarray(Ghat.reshape(16, w.shape[1], w.shape[0]))
+    # G w Gᵀ as two plain matrix products over all (o, c) at once: w Gᵀ on the columns, then G on the
+    # rows. (The three-operand einsum took 0.57 ms for 64 x 64 filters, called once per pass: 3x longer.)
+    wg = np.ascontiguousarray(w).reshape(O * C * 3, 3) @ G.T                    # rows (o, c, p), columns j
+    gwg = wg.reshape(O * C, 3, 4).transpose(0, 2, 1).reshape(O * C * 4, 3) @ G.T  # rows (o, c, j), columns i
+    return np.ascontiguousarray(gwg.reshape(O, C, 4, 4).transpose(3, 2, 1, 0)).reshape(16, C, O)
 
 
 # ==========================================================================
