@@ -194,3 +194,22 @@ def test_window_missing_the_input_has_no_element_and_gets_no_gradient(twin):
     assert np.all(np.isneginf(y)) and np.all(idx == -1)
     gx = twin.max_pool2d_backward(np.ones_like(y), idx, x.shape)
     np.testing.assert_array_equal(gx, np.zeros_like(x))
+
+
+@pytest.mark.parametrize("args, kernel", [
+    (((2, 2), (2, 2), (0, 0), (1, 1), False), "_max_pool_fwd_2x2"),
+    (((3, 3), (2, 2), (0, 0), (1, 1), False), "_max_pool_fwd_inside"),
+    (((2, 2), (1, 1), (0, 0), (1, 1), False), "_max_pool_fwd_inside"),
+    (((2, 2), (2, 2), (0, 0), (1, 1), True), "_max_pool_fwd_padded"),   # 7x7: ceil_mode's last window hangs out
+    (((3, 3), (2, 2), (1, 1), (1, 1), False), "_max_pool_fwd_padded"),
+    (((3, 3), (1, 1), (1, 1), (2, 2), False), "_max_pool_fwd"),
+])
+def test_max_pool2d_forward_picks_its_kernel(monkeypatch, args, kernel):
+    """Each window kind runs the kernel written for it (and a network compiles only the kernels it uses)."""
+    from tinygrad_cv.kernels.pool import cpu as pool_cpu
+
+    called = []
+    for name in ("_max_pool_fwd_2x2", "_max_pool_fwd_inside", "_max_pool_fwd_padded", "_max_pool_fwd"):
+        monkeypatch.setattr(pool_cpu, name, lambda *a, _name=name: called.append(_name))
+    pool_cpu.max_pool2d_forward(np.zeros((1, 1, 7, 7), np.float32), *args)
+    assert called == [kernel]

@@ -69,7 +69,7 @@ def backward_input(gy, w, gx, R, Wp, pad4, stride, dilation, groups, spread=None
     if sh == 1 and sw == 1:
         L = (OH - 1) * Wp + OW
         gyf, G = spread if spread is not None else _spread_planes(gy, Wp, L)
-        _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, 1, 1, dh, dw, groups)
+        _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, None, dh, dw, groups)
     else:
         gys = gy.reshape(N, O, OH * OW)
         _conv_bwd_input_direct(gys, OW, w, gx, R, Wp, pt, pl, OH, OW, sh, sw, dh, dw, groups)
@@ -122,7 +122,7 @@ def backward_input_phases(gy, w, gx, pad4, stride, dilation, groups):
     W2 = -(-_rows_needed(OW, KW, sw, dilation[1]) // sw)
     L = (OH - 1) * W2 + OW
     gyf, G = _spread_planes(gy, W2, L)
-    _conv_bwd_input_unit(gyf, G, L, w, gx, R2, W2, pad4[0], pad4[2], sh, sw, dilation[0], dilation[1], groups)
+    _conv_bwd_input_unit(gyf, G, L, w, gx, R2, W2, pad4[0], pad4[2], (sh, sw), dilation[0], dilation[1], groups)
 
 
 def backward_weight_phases(xph, W2, RW2, gy, gw, stride, dilation, groups):
@@ -202,7 +202,7 @@ def _conv_fwd_unit(xf, CR, RWp, Wp, w, b, y, sh, sw, dh, dw, groups):
 
 
 @njit(**_PAR_FMA)
-def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, sh, sw, dh, dw, groups):
+def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, phases, dh, dw, groups):
     """Stride 1: gx[n, c] = crop( sum_{o,p,q} w[o,c,p,q] * gy[n, o] placed at tap (p, q) ).
 
     The scatter form, on the padded Wp-wide grid: with gyf holding gy planes
@@ -219,16 +219,23 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, sh, sw, dh, dw, groups
     or 2 channels takes the 2-wide :func:`_scatter_pair`.  The last Og % 4
     output channels go one at a time.
 
-    Strides (:func:`backward_input_phases`): the accumulators hold a
-    channel's sh*sw phase planes of R x Wp, the taps are their phase
-    offsets, and the planes are interleaved into gx at the end.
+    Strides (:func:`backward_input_phases`, ``phases`` = (sh, sw); None for
+    stride 1): the accumulators hold a channel's sh*sw phase planes of
+    R x Wp, the taps are their phase offsets, and the planes are
+    interleaved into gx at the end.  ``phases`` is None or a tuple so that
+    the two are compiled apart (Numba drops an ``is None`` branch by type):
+    a network without strided convolutions never compiles the interleave
+    (0.4 s of LeNet-5's cold start).
     """
     N, C, H, W = gx.shape
     O, Cg, KH, KW = w.shape
     Og = O // groups
     Lv = _whole_vectors(L)
+    if phases is None:
+        sh, sw = 1, 1
+    else:
+        sh, sw = phases
     offs = _phase_tap_offsets(1, R * Wp, Wp, KH, KW, sh, sw, dh, dw, False)
-    unit = sh == 1 and sw == 1
     NCB = (Cg + 3) // 4
     for t in prange(N * groups * NCB):
         n = t // (groups * NCB)
@@ -246,7 +253,7 @@ def _conv_bwd_input_unit(gyf, G, L, w, gx, R, Wp, pt, pl, sh, sw, dh, dw, groups
         else:
             _scatter_quad(gyf, gb, G, Lv, w, g * Og, Og, i0, i1, i2, i3, KW, offs, a0, a1, a2, a3)
         for i in range(min(4, Cg - c0)):
-            if unit:
+            if phases is None:
                 _crop_plane(acc[i], Wp, R, pt, pl, gx[n, g * Cg + c0 + i])
             else:
                 _crop_phases(acc[i], R, Wp, sh, sw, pt, pl, gx[n, g * Cg + c0 + i])
@@ -479,8 +486,10 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, sh, sw, dh, 
     of one group; it walks the taps 4 at a time, and :func:`_dot_block_4x4`
     keeps the 16 dot products of each 4 x 4 block in registers ("reassoc"
     lets each one be split over the lanes of a vector), so each loaded
-    vector of gy or x feeds 4 FMAs (a last block of 1 or 2 channels uses
-    the 2 x 4 :func:`_dot_block_2x4`).
+    vector of gy or x feeds 4 FMAs.  A last block of 1 to 3 channels
+    computes copies of its last channel and keeps only its own rows: a 2 x 4
+    form for LeNet's 6 = 4 + 2 channels saved no measurable time in a LeNet
+    step and cost 0.6 s of its cold start (compiling it, and the branch).
     The chunks are summed afterwards in order, so the result does not depend
     on how work items are scheduled.
     """
@@ -503,12 +512,8 @@ def _conv_bwd_weight_unit(xf, CR, RWp, Wp, gyf, G, L, part, KH, KW, sh, sw, dh, 
         nv = min(4, last + 1 - o0)
         blk = np.empty((4, 4), dtype=part.dtype)
         for k in range(0, T4, 4):
-            if nv <= 2:  # a tail of 1 or 2 channels (LeNet's 6 = 4 + 2): half the dot products
-                _dot_block_2x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * CS,
-                               off_max, O, G, L, Lv, o0, last, blk)
-            else:
-                _dot_block_4x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * CS,
-                               off_max, O, G, L, Lv, o0, last, blk)
+            _dot_block_4x4(xf, gyf, offs[k:k + 4], ch * NB, min(N, (ch + 1) * NB), CR, g * Cg * CS,
+                           off_max, O, G, L, Lv, o0, last, blk)
             for i in range(nv):
                 for c in range(min(4, T - k)):
                     part[ch, o0 + i, k + c] = blk[i, c]
@@ -571,42 +576,6 @@ def _dot_block_4x4(xf, gyf, offs4, n0, n1, CR, xoff, off_max, O, G, L, Lv, o0, l
     blk[1, 0], blk[1, 1], blk[1, 2], blk[1, 3] = a10, a11, a12, a13
     blk[2, 0], blk[2, 1], blk[2, 2], blk[2, 3] = a20, a21, a22, a23
     blk[3, 0], blk[3, 1], blk[3, 2], blk[3, 3] = a30, a31, a32, a33
-
-
-@njit(**_SEQ_DOT)
-def _dot_block_2x4(xf, gyf, offs4, n0, n1, CR, xoff, off_max, O, G, L, Lv, o0, last, blk):
-    """:func:`_dot_block_4x4` for the rows o0 and min(o0 + 1, last) only (blk rows 0 and 1)."""
-    i0, i1 = o0, min(o0 + 1, last)
-    zero = np.zeros(1, dtype=blk.dtype)[0]
-    a00 = a01 = a02 = a03 = zero
-    a10 = a11 = a12 = a13 = zero
-    for n in range(n0, n1):
-        xb = n * CR + xoff
-        Lr = Lv if xb + off_max + Lv <= xf.shape[0] else L
-        gb = n * O * G
-        g0 = gyf[gb + i0 * G:gb + i0 * G + Lr]
-        g1 = gyf[gb + i1 * G:gb + i1 * G + Lr]
-        s0 = xf[xb + offs4[0]:xb + offs4[0] + Lr]
-        s1 = xf[xb + offs4[1]:xb + offs4[1] + Lr]
-        s2 = xf[xb + offs4[2]:xb + offs4[2] + Lr]
-        s3 = xf[xb + offs4[3]:xb + offs4[3] + Lr]
-        for j in range(Lr):
-            e0 = s0[j]
-            e1 = s1[j]
-            e2 = s2[j]
-            e3 = s3[j]
-            h = g0[j]
-            a00 += h * e0
-            a01 += h * e1
-            a02 += h * e2
-            a03 += h * e3
-            h = g1[j]
-            a10 += h * e0
-            a11 += h * e1
-            a12 += h * e2
-            a13 += h * e3
-    blk[0, 0], blk[0, 1], blk[0, 2], blk[0, 3] = a00, a01, a02, a03
-    blk[1, 0], blk[1, 1], blk[1, 2], blk[1, 3] = a10, a11, a12, a13
 
 
 @njit(**_PAR)
