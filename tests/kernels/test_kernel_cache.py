@@ -124,13 +124,31 @@ def test_an_edited_helper_in_another_file_is_not_served_from_the_cache(tmp_path,
 def test_parallel_kernels_parallelise_only_their_prange_loops():
     """jit.PAR turns on prange and nothing else (array expressions inside a kernel are not made into
     parallel loops of their own: each one costs a compilation, measured 1.3 s of LeNet-5's cold start),
-    and every kernel gets the whole option set (Numba pops the keys of the dict it is given)."""
-    assert jit.PAR["parallel"] == dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
-                                       setitem=False, numpy=False, stencil=False, fusion=False)
-    parallel = [d for d in _cpu_kernel_dispatchers().values() if d.targetoptions.get("parallel")]
+    for every kernel and every signature it is compiled for (given a dict, Numba pops its keys at each
+    compilation, and a second signature got parallel=True in full)."""
+    wanted = jit.PAR["parallel"]
+    assert wanted == dict(prange=True, comprehension=False, reduction=False, inplace_binop=False,
+                          setitem=False, numpy=False, stencil=False, fusion=False)
+
+    def settings(options):
+        return {name: getattr(options, name) for name in wanted}
+
+    parallel = [d for d in _cpu_kernel_dispatchers().values() if "parallel" in d.targetoptions]
     assert len(parallel) > 20
     for dispatcher in parallel:
-        assert dispatcher.targetoptions["parallel"] == jit.PAR["parallel"], dispatcher.py_func.__qualname__
+        assert settings(dispatcher.targetoptions["parallel"]) == wanted, dispatcher.py_func.__qualname__
+
+    @jit.njit(**dict(jit.PAR, cache=False))
+    def kernel(a):
+        b = a * 2  # with numpy=True, a parallel loop of its own
+        for i in numba.prange(a.shape[0]):
+            a[i] += b[i]
+
+    for dtype in (np.float32, np.float64, np.int64):
+        kernel(np.zeros(3, dtype))
+    assert len(kernel.overloads) == 3
+    assert [len(r.metadata["parfor_diagnostics"].initial_parfors) for r in kernel.overloads.values()] == [1, 1, 1]
+    assert settings(kernel.targetoptions["parallel"]) == wanted
 
 
 def test_an_eager_signature_is_the_only_one_compiled():

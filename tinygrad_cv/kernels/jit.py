@@ -165,8 +165,12 @@ def njit(signature=None, **options):
     """
     import numba
 
-    if isinstance(options.get("parallel"), dict):  # Numba pops the keys of the dict it is given
-        options = dict(options, parallel=dict(options["parallel"]))
+    if isinstance(options.get("parallel"), dict):
+        # as Numba's own option object: given a dict, Numba pops its keys at every compilation, so a
+        # kernel's second signature (float64 after float32, say) would get parallel=True in full
+        from numba.core.cpu_options import ParallelOptions
+
+        options = dict(options, parallel=ParallelOptions(dict(options["parallel"])))
 
     def decorate(fn):
         dispatcher = _stamp_with_sources(numba.njit(**options)(fn))
